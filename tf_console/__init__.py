@@ -1,0 +1,3 @@
+"""TitanForge Console."""
+
+__version__ = "0.1.0"
