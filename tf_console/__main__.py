@@ -1,0 +1,3 @@
+from tf_console.cli import run
+
+run()
