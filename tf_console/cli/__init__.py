@@ -21,6 +21,7 @@ from tf_console.paths import set_private_umask
 COMMAND_MODULES: tuple[str, ...] = (
     "tf_console.cli.setup",
     "tf_console.cli.data",
+    "tf_console.cli.sandbox",
 )
 
 

@@ -1,0 +1,1 @@
+"""Marketplace access: the protocol (``base``), the one HTTP client (``http``) and the platforms."""

@@ -1,0 +1,1 @@
+"""Sync engine: pollers, outbox, lease."""
