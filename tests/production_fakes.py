@@ -154,8 +154,9 @@ def make_service(
     return service, repos, clock
 
 
-def line(line_id: str, sku: str, quantity: int = 1, *, title: str = "", personalisation: str = "",
-         shipped: int = 0) -> LineItem:
+def line(
+    line_id: str, sku: str, quantity: int = 1, *, title: str = "", personalisation: str = "", shipped: int = 0
+) -> LineItem:
     return LineItem(
         line_id=line_id,
         sku=sku,

@@ -90,7 +90,9 @@ class FakeMarket:
             self.hidden_updates.add(order_id)
         self.orders[order_id] = o
 
-    async def fetch_orders(self, since: datetime, *, until: datetime | None = None) -> AsyncIterator[OrderPage]:
+    async def fetch_orders(
+        self, since: datetime, *, until: datetime | None = None
+    ) -> AsyncIterator[OrderPage]:
         self.requests.append(f"fetch since={since.isoformat()}")
         if self.fail_fetch is not None:
             raise self.fail_fetch
@@ -102,7 +104,9 @@ class FakeMarket:
         for n, page in enumerate(pages, 1):
             if n > 1:
                 self.requests.append("fetch next page")
-            yield OrderPage(orders=[o.model_copy(deep=True) for o in page], page_number=n, total_pages=len(pages))
+            yield OrderPage(
+                orders=[o.model_copy(deep=True) for o in page], page_number=n, total_pages=len(pages)
+            )
 
     async def fetch_orders_by_id(self, order_ids: Sequence[str]) -> list[Order]:
         self.requests.append(f"by-id {len(order_ids)}")

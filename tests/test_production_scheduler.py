@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from datetime import UTC, datetime, time, timedelta
@@ -10,7 +11,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tf_console.models import JobState, Platform, Priority, PrintJob
+from tf_console.models import JobState, Platform, PrintJob, Priority
 from tf_console.production.catalog import Profile
 from tf_console.production.hours import StaffedHours
 from tf_console.production.printers import Printer, ScheduleSettings, eligibility_problem
@@ -27,8 +28,9 @@ MONDAY_8AM = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 OFFICE = StaffedHours(timezone="Europe/London", start=time(8), end=time(18), days=frozenset(range(5)))
 
 
-def printer(name: str, materials: tuple[str, ...] = ("PLA", "PETG"), nozzle: float = 0.4,
-            model: str = "MK4S") -> Printer:
+def printer(
+    name: str, materials: tuple[str, ...] = ("PLA", "PETG"), nozzle: float = 0.4, model: str = "MK4S"
+) -> Printer:
     return Printer(
         name=name,
         model=model,
@@ -39,9 +41,18 @@ def printer(name: str, materials: tuple[str, ...] = ("PLA", "PETG"), nozzle: flo
     )
 
 
-def job(n: int, profile: Profile, quantity: int = 1, *, due: datetime | None = None,
-        priority: Priority = Priority.NORMAL, pin: int | None = None, order: str | None = None,
-        state: JobState = JobState.QUEUED, sku: str = "SKU") -> PrintJob:
+def job(
+    n: int,
+    profile: Profile,
+    quantity: int = 1,
+    *,
+    due: datetime | None = None,
+    priority: Priority = Priority.NORMAL,
+    pin: int | None = None,
+    order: str | None = None,
+    state: JobState = JobState.QUEUED,
+    sku: str = "SKU",
+) -> PrintJob:
     order_id = order or f"o{n}"
     return PrintJob(
         job_id=f"etsy:{order_id}:{n}",
@@ -64,10 +75,17 @@ def job(n: int, profile: Profile, quantity: int = 1, *, due: datetime | None = N
     )
 
 
-def schedule_input(jobs: list[PrintJob], printers: list[Printer], profiles: list[Profile], *,
-                   now: datetime = MONDAY_8AM, settings: ScheduleSettings | None = None,
-                   running: list[PlateRun] | None = None, printed: dict[str, int] | None = None,
-                   ratios: dict[str, float] | None = None) -> ScheduleInput:
+def schedule_input(
+    jobs: list[PrintJob],
+    printers: list[Printer],
+    profiles: list[Profile],
+    *,
+    now: datetime = MONDAY_8AM,
+    settings: ScheduleSettings | None = None,
+    running: list[PlateRun] | None = None,
+    printed: dict[str, int] | None = None,
+    ratios: dict[str, float] | None = None,
+) -> ScheduleInput:
     return ScheduleInput(
         jobs=jobs,
         printers=printers,
@@ -93,8 +111,12 @@ def is_staffed_locally(moment: datetime, hours: StaffedHours) -> bool:
 
 PROFILE_POOL = st.builds(
     lambda i, material, nozzle, minutes, upp, batch: Profile(
-        name=f"prof{i}", material=material, minutes_per_unit=minutes, units_per_plate=upp,
-        nozzle=nozzle, batch=batch,
+        name=f"prof{i}",
+        material=material,
+        minutes_per_unit=minutes,
+        units_per_plate=upp,
+        nozzle=nozzle,
+        batch=batch,
     ),
     st.integers(0, 1000),
     st.sampled_from(["PLA", "PETG"]),
@@ -109,8 +131,14 @@ PROFILE_POOL = st.builds(
 def scenarios(draw: st.DrawFn, *, lookahead: bool | None = None) -> ScheduleInput:
     profiles_raw = draw(st.lists(PROFILE_POOL, min_size=1, max_size=4))
     profiles = [
-        Profile(name=f"prof{i}", material=p.material, minutes_per_unit=p.minutes_per_unit,
-                units_per_plate=p.units_per_plate, nozzle=p.nozzle, batch=p.batch)
+        Profile(
+            name=f"prof{i}",
+            material=p.material,
+            minutes_per_unit=p.minutes_per_unit,
+            units_per_plate=p.units_per_plate,
+            nozzle=p.nozzle,
+            batch=p.batch,
+        )
         for i, p in enumerate(profiles_raw)
     ]
     printers = [
@@ -138,7 +166,9 @@ def scenarios(draw: st.DrawFn, *, lookahead: bool | None = None) -> ScheduleInpu
                 priority=draw(st.sampled_from(list(Priority))),
                 pin=draw(st.one_of(st.none(), st.none(), st.integers(1, 5))),
                 order=f"o{draw(st.integers(0, 8))}",
-                state=draw(st.sampled_from([JobState.QUEUED, JobState.QUEUED, JobState.FAILED, JobState.HELD])),
+                state=draw(
+                    st.sampled_from([JobState.QUEUED, JobState.QUEUED, JobState.FAILED, JobState.HELD])
+                ),
             )
         )
     staffed = draw(st.booleans())
@@ -166,7 +196,7 @@ def test_no_printer_runs_two_plates_at_once(inp: ScheduleInput) -> None:
         by_printer[plate.printer].append(plate)
     for plates in by_printer.values():
         plates.sort(key=lambda p: p.start)
-        for earlier, later in zip(plates, plates[1:], strict=False):
+        for earlier, later in itertools.pairwise(plates):
             assert earlier.end <= earlier.clear <= later.start
 
 
@@ -213,8 +243,8 @@ def test_queue_order_pins_then_priority_then_edd(inp: ScheduleInput) -> None:
     pinned = [j for j in sequence if j.pin is not None]
     assert sequence[: len(pinned)] == pinned
     assert [j.pin for j in pinned] == sorted(j.pin for j in pinned if j.pin is not None)
-    unpinned = sequence[len(pinned):]
-    for a, b in zip(unpinned, unpinned[1:], strict=False):
+    unpinned = sequence[len(pinned) :]
+    for a, b in itertools.pairwise(unpinned):
         assert a.priority.rank <= b.priority.rank
         if a.priority is b.priority:
             assert _due_key(result.jobs[a.job_id].pack_by) <= _due_key(result.jobs[b.job_id].pack_by)
@@ -284,11 +314,20 @@ def office_settings(**overrides: float) -> ScheduleSettings:
 def test_next_start_waits_for_staff_after_a_plate_ends_at_night() -> None:
     # A 9-hour plate started at 16:00 ends at 01:00; nobody clears it until 08:00.
     nine_hours = Profile(name="nine", material="PLA", minutes_per_unit=540, units_per_plate=1)
-    jobs = [job(1, nine_hours, due=MONDAY_8AM + timedelta(days=5)),
-            job(2, DRAGON, due=MONDAY_8AM + timedelta(days=6))]
+    jobs = [
+        job(1, nine_hours, due=MONDAY_8AM + timedelta(days=5)),
+        job(2, DRAGON, due=MONDAY_8AM + timedelta(days=6)),
+    ]
     now = MONDAY_8AM + timedelta(hours=8)  # Monday 16:00 London
-    result = compute_schedule(schedule_input(jobs, [printer("p1")], [nine_hours, DRAGON], now=now,
-                                             settings=office_settings(changeover_minutes=10, shift_end_lookahead=0)))
+    result = compute_schedule(
+        schedule_input(
+            jobs,
+            [printer("p1")],
+            [nine_hours, DRAGON],
+            now=now,
+            settings=office_settings(changeover_minutes=10, shift_end_lookahead=0),
+        )
+    )
     first, second = result.plates
     assert first.start == now
     assert first.end == datetime(2026, 11, 3, 1, 0, tzinfo=UTC)
@@ -298,8 +337,9 @@ def test_next_start_waits_for_staff_after_a_plate_ends_at_night() -> None:
 
 def test_nothing_starts_before_the_shift_or_at_the_weekend() -> None:
     saturday = datetime(2026, 11, 7, 10, 0, tzinfo=UTC)
-    result = compute_schedule(schedule_input([job(1, DRAGON)], [printer("p1")], [DRAGON], now=saturday,
-                                             settings=office_settings()))
+    result = compute_schedule(
+        schedule_input([job(1, DRAGON)], [printer("p1")], [DRAGON], now=saturday, settings=office_settings())
+    )
     assert result.plates[0].start == datetime(2026, 11, 9, 8, 0, tzinfo=UTC)  # Monday 08:00
 
 
@@ -315,8 +355,12 @@ def test_long_plate_starts_at_shift_end_and_short_ones_run_during_the_day() -> N
 
     # The plain list order would start the long plate first and leave the printer idle all night.
     plain = compute_schedule(
-        schedule_input([long_job, *shorts], [printer("p1")], [LONG, DRAGON],
-                       settings=office_settings(shift_end_lookahead=0))
+        schedule_input(
+            [long_job, *shorts],
+            [printer("p1")],
+            [LONG, DRAGON],
+            settings=office_settings(shift_end_lookahead=0),
+        )
     )
     assert plain.plates[0].profile == "long"
     assert max(p.clear for p in plain.plates) > max(p.clear for p in result.plates)
@@ -335,8 +379,12 @@ def test_shift_end_heuristic_never_makes_the_long_plate_late() -> None:
 def test_pack_by_counts_the_buffer_in_staffed_time() -> None:
     monday_9am_ship_by = datetime(2026, 11, 9, 9, 0, tzinfo=UTC)
     result = compute_schedule(
-        schedule_input([job(1, DRAGON, due=monday_9am_ship_by)], [printer("p1")], [DRAGON],
-                       settings=office_settings(packing_buffer_minutes=120))
+        schedule_input(
+            [job(1, DRAGON, due=monday_9am_ship_by)],
+            [printer("p1")],
+            [DRAGON],
+            settings=office_settings(packing_buffer_minutes=120),
+        )
     )
     # One staffed hour on Monday morning, the other on Friday afternoon.
     assert result.jobs["etsy:o1:1"].pack_by == datetime(2026, 11, 6, 17, 0, tzinfo=UTC)
@@ -345,9 +393,17 @@ def test_pack_by_counts_the_buffer_in_staffed_time() -> None:
 def test_late_orders_are_flagged_and_overload_names_the_worst() -> None:
     jobs = [job(n, DRAGON, 10, due=MONDAY_8AM + timedelta(hours=3), order=f"rush{n}") for n in range(6)]
     result = compute_schedule(
-        schedule_input(jobs, [printer("p1")], [DRAGON],
-                       settings=ScheduleSettings(hours=StaffedHours.around_the_clock(), packing_buffer_minutes=0,
-                                                 changeover_minutes=0, overload_warn_count=3))
+        schedule_input(
+            jobs,
+            [printer("p1")],
+            [DRAGON],
+            settings=ScheduleSettings(
+                hours=StaffedHours.around_the_clock(),
+                packing_buffer_minutes=0,
+                changeover_minutes=0,
+                overload_warn_count=3,
+            ),
+        )
     )
     late = result.late_orders()
     assert len(late) == 6 and all(o.late and o.late_risk for o in late)
@@ -366,8 +422,12 @@ def test_ineligible_jobs_are_reported_not_scheduled() -> None:
 
 
 def test_learned_ratio_stretches_the_plate_on_that_model_only() -> None:
-    inp = schedule_input([job(1, DRAGON, sku="PRT-DRG")], [printer("p1", model="MK4S")], [DRAGON],
-                         ratios={ratio_key("PRT-DRG", "MK4S"): 1.5, ratio_key("PRT-DRG", "X1C"): 0.5})
+    inp = schedule_input(
+        [job(1, DRAGON, sku="PRT-DRG")],
+        [printer("p1", model="MK4S")],
+        [DRAGON],
+        ratios={ratio_key("PRT-DRG", "MK4S"): 1.5, ratio_key("PRT-DRG", "X1C"): 0.5},
+    )
     result = compute_schedule(inp)
     summary = result.jobs["etsy:o1:1"]
     assert summary.estimate_minutes == 60
@@ -378,14 +438,21 @@ def test_learned_ratio_stretches_the_plate_on_that_model_only() -> None:
 
 def test_running_plate_blocks_its_printer_and_counts_for_the_job() -> None:
     started = MONDAY_8AM - timedelta(minutes=30)
-    run = PlateRun(run_id="r1", printer="p1", printer_model="MK4S", profile="dragon",
-                   allocations={"etsy:o1:1": 1}, sku_estimates={"SKU": 60}, expected_minutes=60,
-                   started_at=started)
+    run = PlateRun(
+        run_id="r1",
+        printer="p1",
+        printer_model="MK4S",
+        profile="dragon",
+        allocations={"etsy:o1:1": 1},
+        sku_estimates={"SKU": 60},
+        expected_minutes=60,
+        started_at=started,
+    )
     running_job = job(1, DRAGON, 2, state=JobState.PRINTING)
     result = compute_schedule(schedule_input([running_job], [printer("p1")], [DRAGON], running=[run]))
     running, queued = result.plates
     assert running.running and running.end == MONDAY_8AM + timedelta(minutes=30)
-    assert queued.start == running.clear
+    assert queued.start == running.clear + timedelta(minutes=ScheduleSettings().changeover_minutes)
     assert result.jobs[running_job.job_id].plates == 2
 
 
@@ -401,7 +468,9 @@ def test_units_printable_before_follows_staffed_hours() -> None:
     # Free from Monday 08:00; two-hour plates of 2 units; deadline Monday 18:00:
     # plates clear at 10, 12, 14, 16, 18 -> the one ending 18:00 clears only on Tuesday.
     two_hours = Profile(name="two", material="PLA", minutes_per_unit=60, units_per_plate=2)
-    inp = schedule_input([], [printer("p1"), printer("p2", ("PETG",))], [two_hours], settings=office_settings())
+    inp = schedule_input(
+        [], [printer("p1"), printer("p2", ("PETG",))], [two_hours], settings=office_settings()
+    )
     result = compute_schedule(inp)
     units = units_printable_before(inp, result, two_hours, "SKU", MONDAY_8AM + timedelta(hours=10))
     assert units == 4 * 2
@@ -410,11 +479,20 @@ def test_units_printable_before_follows_staffed_hours() -> None:
 def test_recompute_of_a_thousand_jobs_is_fast() -> None:
     import time as time_module
 
-    profiles = [Profile(name=f"prof{i}", material=("PLA", "PETG")[i % 2], minutes_per_unit=30 + 40 * i,
-                        units_per_plate=1 + i % 3) for i in range(6)]
+    profiles = [
+        Profile(
+            name=f"prof{i}",
+            material=("PLA", "PETG")[i % 2],
+            minutes_per_unit=30 + 40 * i,
+            units_per_plate=1 + i % 3,
+        )
+        for i in range(6)
+    ]
     printers = [printer(f"p{i}", materials=(("PLA", "PETG"), ("PLA",), ("PETG",))[i % 3]) for i in range(10)]
-    jobs = [job(n, profiles[n % 6], 1 + n % 4, due=MONDAY_8AM + timedelta(hours=n % 300), order=f"o{n // 2}")
-            for n in range(1000)]
+    jobs = [
+        job(n, profiles[n % 6], 1 + n % 4, due=MONDAY_8AM + timedelta(hours=n % 300), order=f"o{n // 2}")
+        for n in range(1000)
+    ]
     inp = schedule_input(jobs, printers, profiles, settings=office_settings())
     compute_schedule(inp)  # warm caches (zoneinfo, imports)
     started = time_module.perf_counter()

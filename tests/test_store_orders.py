@@ -319,3 +319,20 @@ def test_orders_without_pii_have_no_envelope(store: Store) -> None:
     with_empty_buyer = bare.model_copy(update={"buyer": Address()})
     assert store.orders.upsert_many([with_empty_buyer]).updated == ["etsy:1"]
     assert store.orders.get("etsy", "1") == with_empty_buyer
+
+
+def test_purge_also_clears_envelopes_left_in_hot_backups(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    with open_store(tmp_path / "data", clock=clock) as store:
+        store.orders.upsert_many([shipped_order("moved", days_ago=20), make_order("open")])
+        envelope = _envelope(store, "moved")
+        assert envelope is not None
+        clock.advance(timedelta(days=15).total_seconds())
+        assert store.orders.archive_old() == 1
+        everything = b"".join(p.read_bytes() for p in store.data_dir.rglob("*") if p.is_file())
+        assert envelope.encode() in everything, "the hot shard's backup still holds it before the purge"
+        assert store.orders.purge_pii(timedelta(days=30)) == 1
+        everything = b"".join(p.read_bytes() for p in store.data_dir.rglob("*") if p.is_file())
+        assert envelope.encode() not in everything
+        still_open = store.orders.get("etsy", "open")
+        assert still_open is not None and still_open.buyer is not None

@@ -49,7 +49,9 @@ def engine_for(store: Store, market: FakeMarket, clock: FakeClock, **kw: object)
     return SyncEngine(store, {Platform.TEST: market}, clock, retry_policy=policy, **kw)  # type: ignore[arg-type]
 
 
-async def test_backfill_then_overlap_polls_never_duplicate(store: Store, market: FakeMarket, clock: FakeClock) -> None:
+async def test_backfill_then_overlap_polls_never_duplicate(
+    store: Store, market: FakeMarket, clock: FakeClock
+) -> None:
     engine = engine_for(store, market, clock)
     first = await engine.poll(Platform.TEST, days=7)
     assert first.ok and first.inserted == 7 and first.pages == 3
@@ -60,7 +62,8 @@ async def test_backfill_then_overlap_polls_never_duplicate(store: Store, market:
     # The cursor is the high-water mark of what was stored, and polls reach back an overlap.
     cursor = engine.pollers[Platform.TEST].cursor()
     assert cursor == max(o.updated_at for o in market.orders.values())
-    assert market.requests[-2].startswith(f"fetch since={(cursor - timedelta(minutes=2)).isoformat()}")
+    last_fetch = [r for r in market.requests if r.startswith("fetch since=")][-1]
+    assert last_fetch == f"fetch since={(cursor - timedelta(minutes=2)).isoformat()}"
 
 
 async def test_idle_poll_costs_one_request(store: Store, market: FakeMarket, clock: FakeClock) -> None:
@@ -123,7 +126,9 @@ def _ship(store: Store, clock: FakeClock, order_id: str = "T-00001", tracking: s
     return enqueue_shipment(store, ShipRequest(Platform.TEST, order_id, "UPS", tracking, **kw), clock)  # type: ignore[arg-type]
 
 
-async def test_ship_confirms_and_marks_order_shipped_at_once(store: Store, market: FakeMarket, clock: FakeClock) -> None:
+async def test_ship_confirms_and_marks_order_shipped_at_once(
+    store: Store, market: FakeMarket, clock: FakeClock
+) -> None:
     engine = await _synced(store, market, clock)
     item = _ship(store, clock)
     order = store.orders.get(Platform.TEST, "T-00001")
@@ -163,7 +168,9 @@ async def test_bad_input_writes_nothing(store: Store, market: FakeMarket, clock:
     assert item.state is OutboxState.PENDING
 
 
-async def test_fba_and_cancelled_orders_are_refused(store: Store, market: FakeMarket, clock: FakeClock) -> None:
+async def test_fba_and_cancelled_orders_are_refused(
+    store: Store, market: FakeMarket, clock: FakeClock
+) -> None:
     market.update("T-00001", fulfilled_by=FulfilledBy.MARKETPLACE)
     market.update("T-00002", status=OrderStatus.CANCELLED)
     await _synced(store, market, clock)
@@ -225,10 +232,14 @@ async def test_crash_mid_call_resends_only_after_reading_back(
     assert market.confirm_calls == [("T-00001", UPS_OK)]
 
 
-async def test_shipped_elsewhere_is_not_sent_again(store: Store, market: FakeMarket, clock: FakeClock) -> None:
+async def test_shipped_elsewhere_is_not_sent_again(
+    store: Store, market: FakeMarket, clock: FakeClock
+) -> None:
     engine = await _synced(store, market, clock)
     item = _ship(store, clock)
-    outbox_collection(store).update(item.item_id, lambda i: i.model_copy(update={"state": OutboxState.SENDING}))
+    outbox_collection(store).update(
+        item.item_id, lambda i: i.model_copy(update={"state": OutboxState.SENDING})
+    )
     market.update("T-00001", status=OrderStatus.SHIPPED, marketplace_tracking=["9400100000000000000000"])
     await engine.sender.recover()
     final = await engine.sender.deliver(item.item_id)
@@ -236,7 +247,9 @@ async def test_shipped_elsewhere_is_not_sent_again(store: Store, market: FakeMar
     assert market.confirm_calls == []
 
 
-async def test_transient_failure_retries_with_backoff(store: Store, market: FakeMarket, clock: FakeClock) -> None:
+async def test_transient_failure_retries_with_backoff(
+    store: Store, market: FakeMarket, clock: FakeClock
+) -> None:
     engine = await _synced(store, market, clock)
     item = _ship(store, clock)
     market.confirm_behaviour = "transient"
@@ -264,7 +277,9 @@ async def test_rejection_is_kept_with_the_answer(store: Store, market: FakeMarke
     assert fixed.item_id != item.item_id
 
 
-async def test_accepted_but_not_visible_is_never_resent(store: Store, market: FakeMarket, clock: FakeClock) -> None:
+async def test_accepted_but_not_visible_is_never_resent(
+    store: Store, market: FakeMarket, clock: FakeClock
+) -> None:
     engine = await _synced(store, market, clock)
     item = _ship(store, clock)
     market.confirm_behaviour = "accepted"
@@ -277,7 +292,9 @@ async def test_accepted_but_not_visible_is_never_resent(store: Store, market: Fa
     assert len(market.confirm_calls) == 1
 
 
-async def test_cancelled_before_delivery_is_not_sent(store: Store, market: FakeMarket, clock: FakeClock) -> None:
+async def test_cancelled_before_delivery_is_not_sent(
+    store: Store, market: FakeMarket, clock: FakeClock
+) -> None:
     engine = await _synced(store, market, clock)
     item = _ship(store, clock)
     market.update("T-00001", status=OrderStatus.CANCELLED)

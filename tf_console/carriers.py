@@ -80,7 +80,11 @@ _ETSY_FAMILIES = {
 def etsy_carriers() -> tuple[Carrier, ...]:
     raw = json.loads(resources.files("tf_console.data").joinpath("etsy_carriers.json").read_text("utf-8"))
     carriers = [
-        Carrier(entry["carrier_name"], entry["carrier"], _ETSY_FAMILIES.get(entry["carrier_name"], CarrierFamily.OTHER))
+        Carrier(
+            entry["carrier_name"],
+            entry["carrier"],
+            _ETSY_FAMILIES.get(entry["carrier_name"], CarrierFamily.OTHER),
+        )
         for entry in raw
     ]
     # The common ones first, so the ship dialog opens on something useful.
@@ -155,9 +159,7 @@ def _fedex_ok(n: str) -> bool:
     if not n.isdigit():
         return False
     if len(n) == 12:  # FedEx Express
-        total = sum(
-            int(d) * w for d, w in zip(reversed(n[:-1]), itertools.cycle((1, 3, 7)), strict=False)
-        )
+        total = sum(int(d) * w for d, w in zip(reversed(n[:-1]), itertools.cycle((1, 3, 7)), strict=False))
         return total % 11 % 10 == int(n[-1])
     if len(n) == 15:  # FedEx Ground
         return _mod10_31(n)

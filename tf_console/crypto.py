@@ -55,9 +55,7 @@ class FernetCipher:
         if not sep:
             raise DecryptionError("encrypted value has no key id")
         if kid != self._key_id:
-            raise DecryptionError(
-                f"data was encrypted with key {kid}, but the key at hand is {self._key_id}"
-            )
+            raise DecryptionError(f"data was encrypted with key {kid}, but the key at hand is {self._key_id}")
         try:
             return self._fernet.decrypt(body.encode("ascii"))
         except (InvalidToken, ValueError) as exc:

@@ -20,8 +20,10 @@ from tf_console.paths import set_private_umask
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "tf_console.cli.setup",
+    "tf_console.cli.sync",
     "tf_console.cli.data",
     "tf_console.cli.sandbox",
+    "tf_console.cli.production",
 )
 
 

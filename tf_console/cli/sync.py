@@ -31,7 +31,11 @@ def register(sub: Any) -> None:
     s.add_argument("--carrier-name", default="", help="free-text carrier name when the carrier is 'Other'")
     s.add_argument("--tracking", required=True)
     s.add_argument(
-        "--item", action="append", default=[], metavar="LINE_ID[:QTY]", help="ship only these lines (repeatable)"
+        "--item",
+        action="append",
+        default=[],
+        metavar="LINE_ID[:QTY]",
+        help="ship only these lines (repeatable)",
     )
     s.add_argument("--force", action="store_true", help="accept a tracking number that fails its check digit")
     s.add_argument("--timeout", type=float, default=WAIT_FOR_HOLDER, help="seconds to wait for the answer")
@@ -133,9 +137,17 @@ async def _ship(runtime: Runtime, request: ShipRequest, timeout: float) -> int:
         try:
             item = enqueue_shipment(rt.store, request, rt.clock)
         except AlreadyShipped as exc:
-            print(str(exc))
-            return 0
-        print(f"Shipment for {_describe(item)} recorded; sending it to {item.platform.label}…", file=sys.stderr)
+            unfinished = _unfinished_shipment(rt, request)
+            if unfinished is None:
+                print(str(exc))
+                return 0
+            # The same shipment is still in the outbox (e.g. a process died mid-call):
+            # finish it — reconcile with the marketplace — rather than send anything new.
+            item = unfinished
+            print(f"{exc} Finishing the earlier request instead.", file=sys.stderr)
+        print(
+            f"Shipment for {_describe(item)} recorded; sending it to {item.platform.label}…", file=sys.stderr
+        )
         holder = rt.engine.holder()
         deadline = time.monotonic() + timeout
         if holder is None and await rt.engine.take_lease():
@@ -158,17 +170,33 @@ async def _ship(runtime: Runtime, request: ShipRequest, timeout: float) -> int:
         return _report_shipment(item)
 
 
+def _unfinished_shipment(rt: Runtime, request: ShipRequest) -> OutboxItem | None:
+    for item in rt.engine.sender.items.all():
+        if (
+            item.platform is request.platform
+            and item.order_id == request.order_id
+            and item.state.is_active
+            and item.kind.value == "shipment"
+        ):
+            return item
+    return None
+
+
 def _report_shipment(item: OutboxItem) -> int:
     where = _describe(item)
     if item.state is OutboxState.DONE:
         print(f"{where} is marked shipped on {item.platform.label} ({item.answer}).")
         return 0
     if item.state is OutboxState.REJECTED:
-        print(f"tf-console: {item.platform.label} refused the shipment for {item.order_id}: {item.answer}", file=sys.stderr)
+        print(
+            f"tf-console: {item.platform.label} refused the shipment for {item.order_id}: {item.answer}",
+            file=sys.stderr,
+        )
         return 1
     print(
         f"tf-console: {where} is not confirmed yet ({item.state.value}: {item.answer or 'waiting'}). "
-        "It stays in the outbox and is delivered exactly once; `tf-console daemon` or the console finishes it.",
+        "It stays in the outbox and is delivered exactly once; "
+        "`tf-console daemon` or the console finishes it.",
         file=sys.stderr,
     )
     return 3
@@ -189,7 +217,9 @@ async def _daemon(runtime: Runtime, days: int) -> int:
             raise UserError("No marketplace is configured; run `tf-console doctor` to see what to set.")
         holder = rt.engine.holder()
         if holder is not None:
-            raise UserError(f"A {holder.describe()} already polls this data folder; only one may.", exit_code=1)
+            raise UserError(
+                f"A {holder.describe()} already polls this data folder; only one may.", exit_code=1
+            )
         if not await rt.engine.take_lease():
             raise UserError("Another process took the poller lease first; only one may poll.", exit_code=1)
         names = ", ".join(p.label for p in rt.engine.marketplaces)

@@ -232,7 +232,7 @@ def _parse_profile(name: str, table: Any, path: Path | str, lines: LineFinder) -
     what = f"profile {name!r}"
     if not isinstance(table, dict):
         raise ConfigFileError(path, header, f"{what} must be a table ([profiles.{name}])")
-    check_keys(table, _PROFILE_KEYS, what, path, header)
+    check_keys(table, _PROFILE_KEYS, what, path, lines, header)
 
     def at(key: str) -> int | None:
         return lines.key(key, header)
@@ -325,7 +325,7 @@ def parse_catalog(text: str, path: Path | str) -> Catalog:
     """A catalog from TOML text; :class:`ConfigFileError` names the line and the problem."""
     doc = parse_toml(text, path)
     lines = LineFinder(text)
-    check_keys(doc, _TOP_KEYS, "the catalog", path, None)
+    check_keys(doc, _TOP_KEYS, "the catalog", path, lines, None)
     raw_profiles = doc.get("profiles", {})
     if not isinstance(raw_profiles, dict):
         raise ConfigFileError(path, None, "profiles must be tables like [profiles.dragon-large]")
@@ -337,7 +337,7 @@ def parse_catalog(text: str, path: Path | str) -> Catalog:
         what = f"rule {number}"
         if not isinstance(table, dict):
             raise ConfigFileError(path, header, f"{what} must be a [[rules]] table")
-        check_keys(table, _RULE_KEYS, what, path, header)
+        check_keys(table, _RULE_KEYS, what, path, lines, header)
         present = [k for k in _MATCH_KEYS if k in table]
         if len(present) != 1:
             raise ConfigFileError(path, header, f"{what} needs exactly one of sku, prefix or glob")
@@ -355,7 +355,7 @@ def parse_catalog(text: str, path: Path | str) -> Catalog:
         what = f"title rule {number}"
         if not isinstance(table, dict):
             raise ConfigFileError(path, header, f"{what} must be a [[title_rules]] table")
-        check_keys(table, _TITLE_RULE_KEYS, what, path, header)
+        check_keys(table, _TITLE_RULE_KEYS, what, path, lines, header)
         raw = table.get("keywords")
         words = [raw] if isinstance(raw, str) else raw
         if (

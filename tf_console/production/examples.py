@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -18,11 +19,15 @@ def example_text(name: str) -> str:
     return resources.files("tf_console.data").joinpath(EXAMPLES[name]).read_text(encoding="utf-8")
 
 
-def install_examples(data_dir: Path, *, overwrite: bool = False) -> list[Path]:
-    """Copy the example files into ``data_dir`` where missing; returns the files written."""
+def install_examples(where: Path | Mapping[str, Path], *, overwrite: bool = False) -> list[Path]:
+    """Copy the example files where missing; returns the files written.
+
+    ``where`` is a data folder (both files go in it under their usual names) or a
+    mapping from ``catalog.toml``/``printers.toml`` to the paths to write.
+    """
+    targets = {name: where / name for name in EXAMPLES} if isinstance(where, Path) else dict(where)
     written: list[Path] = []
-    for name in EXAMPLES:
-        target = data_dir / name
+    for name, target in targets.items():
         if target.exists() and not overwrite:
             continue
         write_private(target, example_text(name).encode("utf-8"))

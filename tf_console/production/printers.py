@@ -16,7 +16,7 @@ from typing import Any
 
 from tf_console.production.catalog import Profile
 from tf_console.production.errors import ConfigFileError
-from tf_console.production.hours import StaffedHours
+from tf_console.production.hours import WEEKDAY_NAMES, StaffedHours
 from tf_console.production.tomlfile import LineFinder, check_keys, parse_toml
 
 _PRINTER_KEYS = frozenset({"name", "model", "materials", "build_volume_mm", "nozzle", "beds", "enabled"})
@@ -139,7 +139,7 @@ def _parse_printer(number: int, table: Any, path: Path | str, lines: LineFinder)
     what = f"printer {number}"
     if not isinstance(table, dict):
         raise ConfigFileError(path, header, f"{what} must be a [[printers]] table")
-    check_keys(table, _PRINTER_KEYS, what, path, header)
+    check_keys(table, _PRINTER_KEYS, what, path, lines, header)
     name = table.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ConfigFileError(path, header, f'{what} needs a name, e.g. name = "mk4s-1"')
@@ -185,7 +185,7 @@ def _parse_pattern(raw: Any, path: Path | str, lines: LineFinder, timezone_check
     header = lines.table("schedule")
     if not isinstance(raw, dict):
         raise ConfigFileError(path, header, "schedule must be a [schedule] table")
-    check_keys(raw, _SCHEDULE_KEYS, "[schedule]", path, header)
+    check_keys(raw, _SCHEDULE_KEYS, "[schedule]", path, lines, header)
     defaults = SchedulePattern()
     hours = raw.get("staffed_hours", defaults.staffed_hours)
     if not isinstance(hours, str):
@@ -197,6 +197,10 @@ def _parse_pattern(raw: Any, path: Path | str, lines: LineFinder, timezone_check
         if "staffed_days" in raw
         else list(defaults.staffed_days)
     )
+    for day in days:
+        if day.lower()[:3] not in WEEKDAY_NAMES:
+            line = lines.key("staffed_days", header)
+            raise ConfigFileError(path, line, f"staffed day {day!r} is not a weekday name (mon … sun)")
 
     def minutes(key: str, default: float) -> float:
         if key not in raw:
@@ -227,7 +231,7 @@ def _parse_pattern(raw: Any, path: Path | str, lines: LineFinder, timezone_check
 def parse_printers(text: str, path: Path | str) -> PrinterConfig:
     doc = parse_toml(text, path)
     lines = LineFinder(text)
-    check_keys(doc, frozenset({"printers", "schedule"}), "printers.toml", path, None)
+    check_keys(doc, frozenset({"printers", "schedule"}), "printers.toml", path, lines, None)
     raw_printers = doc.get("printers", [])
     if not isinstance(raw_printers, list):
         raise ConfigFileError(

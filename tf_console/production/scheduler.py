@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
-from tf_console.models import JobState, PrintJob, order_key
+from tf_console.models import JobState, PrintJob, Priority
 from tf_console.production.catalog import Profile
 from tf_console.production.hours import StaffedCalendar, from_minutes, to_minutes, zone
 from tf_console.production.printers import Printer, ScheduleSettings, eligibility_problem
@@ -56,6 +57,8 @@ ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.PRINTING, JobState.FAILED, 
 SCHEDULABLE_STATES = frozenset({JobState.QUEUED, JobState.PRINTING, JobState.FAILED})
 
 _INF = math.inf
+Move = Literal["top", "up", "down"]
+_RANK = {priority: priority.rank for priority in Priority}
 
 
 @dataclass(frozen=True)
@@ -72,33 +75,55 @@ class ScheduleInput:
     ratios: Mapping[str, float] = field(default_factory=dict)  # ratio_key(sku, model) -> learned ratio
 
 
-@dataclass(frozen=True, slots=True)
-class PlacedPlate:
+def _moment(minutes: float | None) -> datetime | None:
+    return None if minutes is None else from_minutes(minutes)
+
+
+def _span(minutes: float | None) -> timedelta | None:
+    return None if minutes is None else timedelta(minutes=minutes)
+
+
+# Times are kept as float minutes since the epoch and turned into datetimes only when
+# read: a 10,000-job schedule would otherwise spend most of its time building datetimes.
+
+
+class PlacedPlate(NamedTuple):
     printer: str
     profile: str
     allocations: tuple[tuple[str, int], ...]  # (job_id, units)
-    start: datetime
-    end: datetime
-    clear: datetime  # when the printer is free again (someone took the plate off)
+    start_minutes: float
+    end_minutes: float
+    clear_minutes: float  # when the printer is free again (someone took the plate off)
     estimate_minutes: float  # slicer
     expected_minutes: float  # corrected by learning for this printer's model
     running: bool = False
 
+    @property
+    def start(self) -> datetime:
+        return from_minutes(self.start_minutes)
 
-@dataclass(frozen=True, slots=True)
-class JobSchedule:
+    @property
+    def end(self) -> datetime:
+        return from_minutes(self.end_minutes)
+
+    @property
+    def clear(self) -> datetime:
+        return from_minutes(self.clear_minutes)
+
+
+class JobSchedule(NamedTuple):
     job_id: str
     position: int  # 1-based place in the queue
     printers: tuple[str, ...] = ()
-    start: datetime | None = None
-    end: datetime | None = None
-    ready_at: datetime | None = None  # the last plate cleared
+    start_minutes: float | None = None
+    end_minutes: float | None = None
+    ready_minutes: float | None = None  # the last plate cleared
     plates: int = 0  # plates still to print or printing
     estimate_minutes: float = 0.0  # slicer estimate of the remaining work
     expected_minutes: float = 0.0  # the same corrected by learning on the chosen printers
     ship_by: datetime | None = None
-    pack_by: datetime | None = None
-    slack: timedelta | None = None
+    pack_by_minutes: float | None = None
+    slack_minutes: float | None = None  # pack-by minus ready
     late: bool = False
     late_risk: bool = False
     problem: str = ""  # why the job has no projected times (held, no eligible printer…)
@@ -111,19 +136,58 @@ class JobSchedule:
     def learned(self) -> bool:
         return abs(self.expected_minutes - self.estimate_minutes) > 0.5
 
+    @property
+    def start(self) -> datetime | None:
+        return _moment(self.start_minutes)
 
-@dataclass(frozen=True, slots=True)
-class OrderSchedule:
+    @property
+    def end(self) -> datetime | None:
+        return _moment(self.end_minutes)
+
+    @property
+    def ready_at(self) -> datetime | None:
+        return _moment(self.ready_minutes)
+
+    @property
+    def pack_by(self) -> datetime | None:
+        return _moment(self.pack_by_minutes)
+
+    @property
+    def slack(self) -> timedelta | None:
+        return _span(self.slack_minutes)
+
+
+class OrderSchedule(NamedTuple):
     order_key: str
     job_ids: tuple[str, ...]
     ship_by: datetime | None
-    pack_by: datetime | None
-    ready_at: datetime | None  # None while a job is held or cannot be scheduled
-    slack: timedelta | None  # pack_by - ready_at
-    lateness: timedelta  # max(0, ready_at - pack_by)
+    pack_by_minutes: float | None
+    ready_minutes: float | None  # None while a job is held or cannot be scheduled
+    slack_minutes: float | None  # pack-by minus ready
     late: bool
     late_risk: bool
     blocked: str = ""
+
+    @property
+    def pack_by(self) -> datetime | None:
+        return _moment(self.pack_by_minutes)
+
+    @property
+    def ready_at(self) -> datetime | None:
+        return _moment(self.ready_minutes)
+
+    @property
+    def slack(self) -> timedelta | None:
+        return _span(self.slack_minutes)
+
+    @property
+    def lateness(self) -> timedelta:
+        """How far past the pack-by time the order is projected to be ready (zero if not)."""
+        return (
+            timedelta(minutes=max(0.0, -self.slack_minutes))
+            if self.slack_minutes is not None
+            else timedelta(0)
+        )
 
 
 @dataclass(frozen=True)
@@ -137,7 +201,8 @@ class Schedule:
     warnings: tuple[str, ...]
 
     def late_orders(self) -> list[OrderSchedule]:
-        return sorted((o for o in self.orders.values() if o.late), key=lambda o: o.lateness, reverse=True)
+        """Orders projected to miss their pack-by time, the latest first."""
+        return _late_first(self.orders.values())
 
 
 # ---------------------------------------------------------------------------
@@ -207,7 +272,7 @@ def _prepare(inp: ScheduleInput, calendar: StaffedCalendar) -> list[_Entry]:
                 (
                     1,
                     0.0,
-                    job.priority.rank,
+                    _RANK[job.priority],
                     pack_by,
                     remaining * profile.minutes_per_unit,
                     job.created_at.timestamp(),
@@ -219,6 +284,36 @@ def _prepare(inp: ScheduleInput, calendar: StaffedCalendar) -> list[_Entry]:
     for position, entry in enumerate(ordered):
         entry.index = position
     return ordered
+
+
+def plan_move(
+    sequence: Sequence[str], pinned: Collection[str], job_id: str, where: Move
+) -> tuple[list[str], dict[str, int]]:
+    """The queue order after moving ``job_id`` to the top or one place up or down, and the pins
+    that keep it so.
+
+    Pinned jobs come first in their manual order, so a job stays where it was put only
+    when it and every job above it are pinned: the returned pins number that prefix
+    1..n (jobs pinned before stay pinned).  The console shows the order at once; the
+    service stores the pins.
+    """
+    order = list(sequence)
+    index = order.index(job_id)
+    if where == "top":
+        order.insert(0, order.pop(index))
+        keep_through = 0
+    elif where == "up":
+        if index == 0:
+            return order, {}
+        order[index - 1], order[index] = order[index], order[index - 1]
+        keep_through = index - 1
+    else:
+        if index == len(order) - 1:
+            return order, {}
+        order[index], order[index + 1] = order[index + 1], order[index]
+        keep_through = index + 1
+    last = max([keep_through, *(i for i, jid in enumerate(order) if jid in pinned)])
+    return order, {jid: position for position, jid in enumerate(order[: last + 1], start=1)}
 
 
 def queue_order(inp: ScheduleInput) -> list[str]:
@@ -241,6 +336,8 @@ class _Plate:
     pinned: bool
     rank: int
     pack_by: float
+    minutes_by_model: dict[str, float] = field(default_factory=dict)
+    slot: int = 0  # position in its signature's list
     taken: bool = False
     printer: int = -1
     start: float = 0.0
@@ -262,7 +359,9 @@ class _Dispatcher:
         self.plates: list[_Plate] = []
         self.signatures: dict[tuple[int, ...], int] = {}
         self.signature_plates: list[list[int]] = []
-        self.heads: list[int] = []
+        # Per signature, "next untaken position" pointers with path compression, so that
+        # plates taken out of order by the shift-end heuristic are never scanned twice.
+        self.skips: list[list[int]] = []
         self.printer_signatures: list[list[int]] = [[] for _ in self.printers]
         self._eligible_cache: dict[Profile, tuple[tuple[int, ...], str]] = {}
         self._ratio_cache: dict[tuple[str, str], float] = {}
@@ -301,11 +400,15 @@ class _Dispatcher:
 
     def duration(self, plate: _Plate, printer: int) -> float:
         model = self.printers[printer].model
-        per_unit = plate.profile.minutes_per_unit
-        return sum(
-            units * per_unit * self.ratio(entry.job.sku, model)
-            for entry, units in zip(plate.entries, plate.units, strict=True)
-        )
+        minutes = plate.minutes_by_model.get(model)
+        if minutes is None:
+            per_unit = plate.profile.minutes_per_unit
+            minutes = sum(
+                units * per_unit * self.ratio(entry.job.sku, model)
+                for entry, units in zip(plate.entries, plate.units, strict=True)
+            )
+            plate.minutes_by_model[model] = minutes
+        return minutes
 
     def _signature(self, eligible: tuple[int, ...]) -> int:
         signature = self.signatures.get(eligible)
@@ -313,7 +416,6 @@ class _Dispatcher:
             signature = len(self.signature_plates)
             self.signatures[eligible] = signature
             self.signature_plates.append([])
-            self.heads.append(0)
             for printer in eligible:
                 self.printer_signatures[printer].append(signature)
         return signature
@@ -340,6 +442,7 @@ class _Dispatcher:
                     if take > 0:
                         batch.entries.append(entry)
                         batch.units.append(take)
+                        batch.minutes_by_model.clear()
                         batch.pack_by = min(batch.pack_by, entry.pack_by)
                         units_left -= take
             while units_left > 0:
@@ -351,10 +454,11 @@ class _Dispatcher:
                     profile=entry.profile,
                     signature=signature,
                     pinned=entry.job.pin is not None,
-                    rank=entry.job.priority.rank,
+                    rank=_RANK[entry.job.priority],
                     pack_by=entry.pack_by,
                 )
                 self.plates.append(plate)
+                plate.slot = len(self.signature_plates[signature])
                 self.signature_plates[signature].append(plate.order)
                 units_left -= take
                 if entry.profile.batch:
@@ -388,13 +492,19 @@ class _Dispatcher:
 
     # -- the loop ----------------------------------------------------------------
 
+    def _untaken_from(self, signature: int, position: int) -> int:
+        """The first untaken position at or after ``position`` (the list length if none)."""
+        skip = self.skips[signature]
+        root = position
+        while skip[root] != root:
+            root = skip[root]
+        while skip[position] != root:
+            skip[position], position = root, skip[position]
+        return root
+
     def _head(self, signature: int) -> int | None:
-        plates = self.signature_plates[signature]
-        position = self.heads[signature]
-        while position < len(plates) and self.plates[plates[position]].taken:
-            position += 1
-        self.heads[signature] = position
-        return position if position < len(plates) else None
+        position = self._untaken_from(signature, 0)
+        return position if position < len(self.signature_plates[signature]) else None
 
     def _first_for(self, printer: int) -> tuple[int, int] | None:
         best: tuple[int, int] | None = None
@@ -417,7 +527,7 @@ class _Dispatcher:
         clear = calendar.next_staffed(end)
         idle = clear - end
         gain = self.settings.overnight_gain_minutes
-        if idle < gain or idle <= 0:
+        if idle < gain or idle <= 0 or not self._can_wait(plate, printer, clear):
             return plate
         plates = self.signature_plates[signature]
         best = plate
@@ -425,12 +535,10 @@ class _Dispatcher:
         jumped: list[_Plate] = []
         best_jumped: list[_Plate] = []
         scanned = 0
-        k = position + 1
+        k = self._untaken_from(signature, position + 1)
         while k < len(plates) and scanned < self.settings.shift_end_lookahead:
             candidate = self.plates[plates[k]]
-            k += 1
-            if candidate.taken:
-                continue
+            k = self._untaken_from(signature, k + 1)
             scanned += 1
             if candidate.pinned or candidate.rank != plate.rank:
                 break
@@ -441,16 +549,18 @@ class _Dispatcher:
             jumped.append(candidate)
         if best is plate or idle - best_idle < gain:
             return plate
-        # Every plate passed over must still be cleared by its pack-by if it waits for the next shift.
-        for waiting in [plate, *best_jumped]:
-            if waiting.pack_by == _INF:
-                continue
-            finish = calendar.next_staffed(clear + self.duration(waiting, printer))
-            if finish > waiting.pack_by:
-                return plate
-        return best
+        if all(self._can_wait(waiting, printer, clear) for waiting in best_jumped):
+            return best
+        return plate
+
+    def _can_wait(self, plate: _Plate, printer: int, shift_start: float) -> bool:
+        """Whether ``plate`` would still be cleared by its pack-by if it started at ``shift_start``."""
+        if plate.pack_by == _INF:
+            return True
+        return self.calendar.next_staffed(shift_start + self.duration(plate, printer)) <= plate.pack_by
 
     def dispatch(self) -> None:
+        self.skips = [list(range(len(plates) + 1)) for plates in self.signature_plates]
         heap = self.place_running()
         heapq.heapify(heap)
         lookahead = self.settings.shift_end_lookahead > 0 and not self.settings.hours.always
@@ -469,6 +579,7 @@ class _Dispatcher:
             end = start + self.duration(plate, printer)
             clear = calendar.next_staffed(end)
             plate.taken = True
+            self.skips[plate.signature][plate.slot] = plate.slot + 1
             plate.printer = printer
             plate.start = start
             plate.end = end
@@ -501,10 +612,6 @@ class _JobTotals:
         self.expected += expected
         if printer and printer not in self.printers:
             self.printers.append(printer)
-
-
-def _when(minutes: float) -> datetime | None:
-    return None if minutes in (_INF, -_INF) else from_minutes(minutes)
 
 
 def _local(minutes: float, tz: ZoneInfo) -> str:
@@ -543,12 +650,12 @@ def compute_schedule(inp: ScheduleInput) -> Schedule:
                 printer_name,
                 run.profile,
                 allocations,
-                from_minutes(started),
-                from_minutes(end),
-                from_minutes(clear),
+                started,
+                end,
+                clear,
                 run.estimate_minutes,
                 run.expected_minutes,
-                running=True,
+                True,
             )
         )
     for plate in dispatcher.plates:
@@ -558,19 +665,23 @@ def compute_schedule(inp: ScheduleInput) -> Schedule:
         expected = plate.end - plate.start
         units_total = sum(plate.units)
         estimate = units_total * plate.profile.minutes_per_unit
+        shares: list[tuple[str, int]] = []
         for entry, units in zip(plate.entries, plate.units, strict=True):
             share = units / units_total
-            totals.setdefault(entry.job.job_id, _JobTotals()).add(
-                printer_name, plate.start, plate.end, plate.clear, estimate * share, expected * share
-            )
+            job_id = entry.job.job_id
+            shares.append((job_id, units))
+            total = totals.get(job_id)
+            if total is None:
+                total = totals[job_id] = _JobTotals()
+            total.add(printer_name, plate.start, plate.end, plate.clear, estimate * share, expected * share)
         placed.append(
             PlacedPlate(
                 printer_name,
                 plate.profile.name,
-                tuple((e.job.job_id, u) for e, u in zip(plate.entries, plate.units, strict=True)),
-                from_minutes(plate.start),
-                from_minutes(plate.end),
-                from_minutes(plate.clear),
+                tuple(shares),
+                plate.start,
+                plate.end,
+                plate.clear,
                 estimate,
                 expected,
             )
@@ -581,37 +692,38 @@ def compute_schedule(inp: ScheduleInput) -> Schedule:
     order_jobs: dict[str, list[_Entry]] = {}
     for entry in entries:
         job = entry.job
-        order_jobs.setdefault(order_key(job.platform, job.order_id), []).append(entry)
+        order_jobs.setdefault(f"{job.platform.value}:{job.order_id}", []).append(entry)
         total = totals.get(job.job_id)
         problem = dispatcher.problems.get(job.job_id, "")
-        pack_by = _when(entry.pack_by)
+        pack_by = None if entry.pack_by == _INF else entry.pack_by
         if total is None or problem:
+            minutes = entry.remaining * entry.profile.minutes_per_unit
             jobs[job.job_id] = JobSchedule(
                 job.job_id,
                 entry.index + 1,
                 ship_by=job.due,
-                pack_by=pack_by,
+                pack_by_minutes=pack_by,
                 problem=problem,
-                estimate_minutes=entry.remaining * entry.profile.minutes_per_unit,
-                expected_minutes=entry.remaining * entry.profile.minutes_per_unit,
+                estimate_minutes=minutes,
+                expected_minutes=minutes,
             )
             continue
-        slack_minutes = entry.pack_by - total.clear
+        slack = None if pack_by is None else pack_by - total.clear
         jobs[job.job_id] = JobSchedule(
             job.job_id,
             entry.index + 1,
-            printers=tuple(total.printers),
-            start=_when(total.start),
-            end=_when(total.end),
-            ready_at=_when(total.clear),
-            plates=total.plates,
-            estimate_minutes=total.estimate,
-            expected_minutes=total.expected,
-            ship_by=job.due,
-            pack_by=pack_by,
-            slack=None if slack_minutes == _INF else timedelta(minutes=slack_minutes),
-            late=slack_minutes < 0,
-            late_risk=slack_minutes < margin,
+            tuple(total.printers),
+            total.start,
+            total.end,
+            total.clear,
+            total.plates,
+            total.estimate,
+            total.expected,
+            job.due,
+            pack_by,
+            slack,
+            slack is not None and slack < 0,
+            slack is not None and slack < margin,
         )
 
     orders: dict[str, OrderSchedule] = {}
@@ -619,46 +731,36 @@ def compute_schedule(inp: ScheduleInput) -> Schedule:
         ship_by_values = [e.job.due for e in members if e.job.due is not None]
         ship_by = min(ship_by_values) if ship_by_values else None
         pack_by_minutes = min(e.pack_by for e in members)
+        pack_by = None if pack_by_minutes == _INF else pack_by_minutes
+        job_ids = tuple(e.job.job_id for e in members)
         blocked = ""
-        for member in members:
-            problem = jobs[member.job.job_id].problem
+        for job_id in job_ids:
+            problem = jobs[job_id].problem
             if problem:
-                blocked = f"job {member.job.job_id} is held" if problem == "held" else problem
+                blocked = f"job {job_id} is held" if problem == "held" else problem
                 break
-        clears = [totals[e.job.job_id].clear for e in members if e.job.job_id in totals]
+        clears = [totals[job_id].clear for job_id in job_ids if job_id in totals]
         if blocked or not clears:
             # Without a projection the order is at risk once its pack-by is within the margin.
-            orders[key] = OrderSchedule(
-                key,
-                tuple(e.job.job_id for e in members),
-                ship_by,
-                _when(pack_by_minutes),
-                None,
-                None,
-                timedelta(0),
-                False,
-                pack_by_minutes - now < margin,
-                blocked,
-            )
+            at_risk = pack_by is not None and pack_by - now < margin
+            orders[key] = OrderSchedule(key, job_ids, ship_by, pack_by, None, None, False, at_risk, blocked)
             continue
         ready = max(clears)
-        slack_minutes = pack_by_minutes - ready
-        finite = slack_minutes != _INF
+        slack = None if pack_by is None else pack_by - ready
         orders[key] = OrderSchedule(
             key,
-            tuple(e.job.job_id for e in members),
+            job_ids,
             ship_by,
-            _when(pack_by_minutes),
-            from_minutes(ready),
-            timedelta(minutes=slack_minutes) if finite else None,
-            timedelta(minutes=max(0.0, -slack_minutes)) if finite else timedelta(0),
-            finite and slack_minutes < 0,
-            finite and slack_minutes < margin,
+            pack_by,
+            ready,
+            slack,
+            slack is not None and slack < 0,
+            slack is not None and slack < margin,
         )
 
     warnings = list(dispatcher.warnings)
     warnings.extend(_problem_warnings(entries, dispatcher.problems))
-    warnings.extend(_overload_warnings(orders, settings, dispatcher, calendar))
+    warnings.extend(_overload_warnings(orders, settings, dispatcher))
     free_at = {names[i]: from_minutes(m) for i, m in enumerate(dispatcher.next_start) if m != _INF}
     return Schedule(
         now=inp.now,
@@ -687,13 +789,15 @@ def _problem_warnings(entries: list[_Entry], problems: Mapping[str, str]) -> lis
     return sentences
 
 
+def _late_first(orders: Iterable[OrderSchedule]) -> list[OrderSchedule]:
+    late = [o for o in orders if o.late and o.slack_minutes is not None]
+    return sorted(late, key=lambda o: (o.slack_minutes, o.order_key))
+
+
 def _overload_warnings(
-    orders: Mapping[str, OrderSchedule],
-    settings: ScheduleSettings,
-    dispatcher: _Dispatcher,
-    calendar: StaffedCalendar,
+    orders: Mapping[str, OrderSchedule], settings: ScheduleSettings, dispatcher: _Dispatcher
 ) -> list[str]:
-    late = sorted((o for o in orders.values() if o.late), key=lambda o: o.lateness, reverse=True)
+    late = _late_first(orders.values())
     if not late:
         return []
     tz = zone(settings.hours.timezone)
@@ -706,11 +810,11 @@ def _overload_warnings(
         "below, another printer, or telling the buyers."
     ]
     for order in shown:
-        assert order.ready_at is not None and order.pack_by is not None
+        assert order.ready_minutes is not None and order.pack_by_minutes is not None
         sentences.append(
-            f"Order {order.order_key}: ready {_local(to_minutes(order.ready_at), tz)}, "
-            f"{_hours(order.lateness.total_seconds() / 60)} after its pack-by time "
-            f"{_local(to_minutes(order.pack_by), tz)}."
+            f"Order {order.order_key}: ready {_local(order.ready_minutes, tz)}, "
+            f"{_hours(order.ready_minutes - order.pack_by_minutes)} after its pack-by time "
+            f"{_local(order.pack_by_minutes, tz)}."
         )
     return sentences
 

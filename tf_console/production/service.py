@@ -34,10 +34,19 @@ from tf_console.models import (
     LineItem,
     Order,
     OrderStatus,
+    Platform,
     PrintJob,
     Priority,
 )
-from tf_console.production.catalog import Catalog, Classification, Profile, parse_catalog, unknown_items
+from tf_console.production.catalog import (
+    AssignResult,
+    Catalog,
+    Classification,
+    Profile,
+    assign_rule,
+    parse_catalog,
+    unknown_items,
+)
 from tf_console.production.errors import ProductionError
 from tf_console.production.hours import StaffedCalendar, to_minutes
 from tf_console.production.printers import (
@@ -55,10 +64,12 @@ from tf_console.production.records import (
 )
 from tf_console.production.scheduler import (
     ACTIVE_STATES,
+    Move,
     Schedule,
     ScheduleInput,
     compute_schedule,
     fallback_profile,
+    plan_move,
     queue_order,
 )
 from tf_console.production.tomlfile import WatchedToml
@@ -76,8 +87,6 @@ CANCEL_REQUESTED = "buyer asked to cancel: accept or decline on the marketplace"
 _FAILED_PREFIX = "plate failed"
 _HISTORY_LIMIT = 60
 _PRUNE_AFTER = timedelta(days=60)
-
-Move = Literal["top", "up", "down"]
 
 
 class Repo(Protocol[M]):
@@ -144,6 +153,15 @@ class ProductionChange:
             if ids
         ]
         return "jobs: " + ", ".join(parts) if parts else "no job changes"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What ``assign`` did: the rule written, and how the open orders and the queue followed."""
+
+    rule: AssignResult
+    reclassified_orders: int = 0
+    change: ProductionChange = field(default_factory=ProductionChange)
 
 
 @dataclass
@@ -316,6 +334,27 @@ class ProductionService:
         result = orders.upsert_many(open_orders, merge=merge)
         change = self.sync_orders(self.classify_order(o) for o in open_orders)
         return len(result.updated), change
+
+    def assign(
+        self,
+        sku: str,
+        kind: ItemKind,
+        *,
+        profile: str = "",
+        stock_sku: str = "",
+        platform: Platform | None = None,
+        orders: OrdersRepo | None = None,
+    ) -> Assignment:
+        """Write a catalog rule for ``sku`` (comments kept), put it in force, and when
+        ``orders`` is given re-classify the open orders and update the queue."""
+        result = assign_rule(
+            self._catalog.path, sku, kind, profile=profile, stock_sku=stock_sku, platform=platform
+        )
+        self._catalog.replace(result.catalog)
+        if orders is None:
+            return Assignment(result)
+        reclassified, change = self.reclassify_open_orders(orders)
+        return Assignment(result, reclassified, change)
 
     # -- sync ---------------------------------------------------------------------------
 
@@ -664,39 +703,24 @@ class ProductionService:
     def move(self, ref: str, where: Move) -> list[str]:
         """Move a job to the top, or one place up or down; returns the new queue order at once.
 
-        Pinned jobs come first in their manual order, so keeping a job where it was put
-        pins it and every job above it (pins are renumbered 1..n).
+        See :func:`~tf_console.production.scheduler.plan_move` for how pins keep the order.
         """
         with self._lock():
             jobs = {j.job_id: j for j in self._jobs.all()}
             job = self._active(jobs, ref, "move")
             sequence = queue_order(self._input(jobs.values(), self._runs.all()))
-            index = sequence.index(job.job_id)
-            order = list(sequence)
-            if where == "top":
-                order.insert(0, order.pop(index))
-                touched = 0
-            elif where == "up":
-                if index == 0:
-                    return sequence
-                order[index - 1], order[index] = order[index], order[index - 1]
-                touched = index - 1
-            else:
-                if index == len(order) - 1:
-                    return sequence
-                order[index], order[index + 1] = order[index + 1], order[index]
-                touched = index + 1
-            last_pinned = max([touched, *(i for i, jid in enumerate(order) if jobs[jid].pin is not None)])
+            pinned = {jid for jid in sequence if jobs[jid].pin is not None}
+            order, pins = plan_move(sequence, pinned, job.job_id, where)
             now = self._clock.now()
             changed: list[PrintJob] = []
-            for position, jid in enumerate(order[: last_pinned + 1], start=1):
+            for jid, pin in pins.items():
                 current = jobs[jid]
-                if current.pin == position:
+                if current.pin == pin:
                     continue
                 if jid == job.job_id:
-                    changed.append(_with_history(current, now, f"moved {where}", pin=position))
+                    changed.append(_with_history(current, now, f"moved {where}", pin=pin))
                 else:
-                    changed.append(current.model_copy(update={"pin": position, "updated_at": now}))
+                    changed.append(current.model_copy(update={"pin": pin, "updated_at": now}))
             if changed:
                 self._jobs.put_many(changed)
             return order
@@ -983,8 +1007,8 @@ class ProductionService:
         elif printed >= job.quantity:
             changes["state"] = JobState.PRINTED
             changes["finished_at"] = now
-        elif failed:
-            changes["state"] = JobState.FAILED
+        elif failed or job.flag.startswith(_FAILED_PREFIX):
+            changes["state"] = JobState.FAILED  # units of a failed plate still wait for their reprint
         elif job.state is not JobState.HELD:
             changes["state"] = JobState.QUEUED
         if failed and changes.get("state") is not JobState.WITHDRAWN:

@@ -32,6 +32,8 @@ def parse_toml(text: str, path: Path | str) -> dict[str, Any]:
         problem = str(exc)
         # tomlkit appends " at line L col C"; the line is already in our prefix.
         problem = re.sub(r"\s+at line \d+ col \d+$", "", problem)
+        if problem.startswith("Control characters"):
+            problem = 'a quoted value is not closed on its line (a missing ")'
         raise ConfigFileError(path, exc.line, f"{problem} (column {exc.col})") from None
     return document.unwrap()
 
@@ -62,6 +64,14 @@ class LineFinder:
                 return number
         return None
 
+    def top_level(self, key: str) -> int | None:
+        """Line where a top-level ``key`` is first written, as ``key =`` or a table header."""
+        pattern = re.compile(rf"^\s*(?:\[\[?\s*)?(?:{re.escape(key)}|\"{re.escape(key)}\")\s*(?:=|\]|\.)")
+        for number, line in enumerate(self._lines, start=1):
+            if pattern.match(line):
+                return number
+        return None
+
     def key(self, key: str, after: int | None) -> int | None:
         """Line of ``key = …`` in the table whose header is at line ``after``; else the header."""
         if after is None:
@@ -77,12 +87,21 @@ class LineFinder:
 
 
 def check_keys(
-    table: Mapping[str, Any], known: frozenset[str], what: str, path: Path | str, line: int | None
+    table: Mapping[str, Any],
+    known: frozenset[str],
+    what: str,
+    path: Path | str,
+    lines: LineFinder,
+    header: int | None,
 ) -> None:
-    """Reject keys a table does not know: a typo must not silently change behaviour."""
+    """Reject keys a table does not know: a typo must not silently change behaviour.
+
+    ``header`` is the line of the table's header, or None for the top level.
+    """
     for key in table:
         if key not in known:
             listed = ", ".join(sorted(known))
+            line = lines.key(key, header) if header is not None else lines.top_level(key)
             raise ConfigFileError(path, line, f"{what} has an unknown key {key!r}; known keys are {listed}")
 
 

@@ -434,6 +434,10 @@ class OrderRepository:
                 if changes:
                     table_file.replace(changes, refresh_backup=True)
                     redacted += len(changes)
+            if redacted:
+                # A hot shard's backup may still hold an order archived since, envelope and all.
+                for hot in self.hot_files():
+                    hot.storage.refresh_backup()
             return redacted
 
     def import_documents(self, docs: Iterable[Doc], where: Path) -> int:

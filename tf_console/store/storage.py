@@ -27,6 +27,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -245,6 +246,7 @@ class AtomicJSONStorage(Storage):
             try:
                 os.fchmod(fd, FILE_MODE)
                 _write_all(fd, payload)
+                self._stamp(fd)
                 if self._durable:
                     os.fsync(fd)
                 signature = signature_of(os.fstat(fd))
@@ -268,6 +270,25 @@ class AtomicJSONStorage(Storage):
                 ) from exc
             raise
         self._cache.put(self.path, signature, data, bounded=self._bounded)
+
+    def _stamp(self, fd: int) -> None:
+        """Give the new version an mtime later than the current one's.
+
+        The file system's clock is coarse (milliseconds) and inode numbers are reused,
+        so two quick versions could otherwise share (inode, mtime, size) and a reader
+        would take the newer one for the cached older one.
+        """
+        stamp = time.time_ns()
+        current = file_signature(self.path)
+        if current is not None and stamp <= current[1]:
+            stamp = current[1] + 1
+        os.utime(fd, ns=(stamp, stamp))
+
+    def refresh_backup(self) -> None:
+        """Make the backup a copy of the current version (after a purge of old content)."""
+        self._link_backup()
+        if self._durable:
+            fsync_dir(self.path.parent)
 
     def _link_backup(self) -> None:
         """Make ``name.bak`` the current main file without a moment where either is missing."""

@@ -197,10 +197,11 @@ class Store:
             (self.core.collections_dir, "."),
             (self.data_dir, f".{META_FILE}."),
         ):
-            for entry in os.scandir(folder):
-                if entry.name.startswith(prefix) and _TEMP_FILE.match(entry.name) and entry.is_file():
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith(prefix) and _TEMP_FILE.match(entry.name) and entry.is_file():
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
 
     def _prepare_schema(self) -> None:
         header = self.meta.header()

@@ -210,7 +210,9 @@ class SyncEngine:
         return self._controls.get(request_id)
 
     async def _serve_controls(self) -> None:
-        pending = [r for r in await anyio.to_thread.run_sync(self._controls.all) if r.state is ControlState.PENDING]
+        pending = [
+            r for r in await anyio.to_thread.run_sync(self._controls.all) if r.state is ControlState.PENDING
+        ]
         for req in pending:
             if req.kind == "poll":
                 results = await self.poll_all(days=req.days, platforms=req.platforms or None)

@@ -155,7 +155,9 @@ def apply_confirmed_shipment(order: Order, shipment: Shipment, at: datetime, ans
     return order
 
 
-def set_shipment_state(order: Order, shipment: Shipment, state: ShipmentState, at: datetime, answer: str) -> Order:
+def set_shipment_state(
+    order: Order, shipment: Shipment, state: ShipmentState, at: datetime, answer: str
+) -> Order:
     order = order.model_copy(deep=True)
     record = shipment.model_copy(update={"state": state, "updated_at": at, "marketplace_answer": answer})
     order.shipments = [s for s in order.shipments if s.shipment_id != shipment.shipment_id] + [record]
@@ -315,7 +317,9 @@ class OutboxSender:
     async def _apply_result(self, item: OutboxItem, shipment: Shipment, result: ShipmentResult) -> OutboxItem:
         now = self.clock.now()
         if result.state is ConfirmState.CONFIRMED:
-            await self._update_order(item, lambda o: apply_confirmed_shipment(o, shipment, now, result.answer))
+            await self._update_order(
+                item, lambda o: apply_confirmed_shipment(o, shipment, now, result.answer)
+            )
             item.state = OutboxState.DONE
             item.answer = result.answer or "The marketplace shows the shipment."
             item.note(now, "confirmed", item.answer)
@@ -379,7 +383,9 @@ class OutboxSender:
         try:
             remote: RemoteShipments = await market.read_shipments(order)
         except MarketplaceError as exc:
-            item.next_attempt_at = now + timedelta(seconds=self.policy.backoff(item.verify_reads + 1, self.rng) + 1)
+            item.next_attempt_at = now + timedelta(
+                seconds=self.policy.backoff(item.verify_reads + 1, self.rng) + 1
+            )
             item.note(now, "verify-failed", f"could not read the order back: {exc}")
             await self._save(item)
             return item

@@ -159,7 +159,9 @@ class Poller:
         if changed and self.on_changed is not None:
             self.on_changed([o for o in orders if o.key in changed])
 
-    async def poll(self, *, days: int = 7, progress: Progress | None = None, recheck: bool = True) -> PollResult:
+    async def poll(
+        self, *, days: int = 7, progress: Progress | None = None, recheck: bool = True
+    ) -> PollResult:
         now = self.clock.now()
         result = PollResult(self.platform, ok=True, started_at=now)
         cursor = await self._blocking(self.cursor)
@@ -169,7 +171,8 @@ class Poller:
             if limit is not None and days > limit:
                 reach = limit
                 result.note = (
-                    f"{self.platform.label} keeps only {limit} days of orders: backfilled {limit}, not {days}."
+                    f"{self.platform.label} keeps only {limit} days of orders: "
+                    f"backfilled {limit}, not {days}."
                 )
             since = now - timedelta(days=reach)
         else:

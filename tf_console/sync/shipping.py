@@ -80,14 +80,18 @@ def plan_shipment(order: Order, req: ShipRequest, now: datetime) -> Shipment:
     where = f"{order.platform.label} order {order.order_id}"
     tracking = req.tracking.strip()
     for s in order.shipments:
-        if s.state is not ShipmentState.REJECTED and "".join(s.tracking.split()).upper() == "".join(
-            tracking.split()
-        ).upper():
+        if (
+            s.state is not ShipmentState.REJECTED
+            and "".join(s.tracking.split()).upper() == "".join(tracking.split()).upper()
+        ):
             raise AlreadyShipped(
-                f"{where} already has a shipment with tracking {s.tracking} ({s.state.value}); nothing was sent."
+                f"{where} already has a shipment with tracking {s.tracking} ({s.state.value}); "
+                "nothing was sent."
             )
     if order.fulfilled_by is FulfilledBy.MARKETPLACE:
-        raise UserError(f"{where} is fulfilled by Amazon (FBA): Amazon ships it, so there is nothing to confirm.")
+        raise UserError(
+            f"{where} is fulfilled by Amazon (FBA): Amazon ships it, so there is nothing to confirm."
+        )
     if order.status is OrderStatus.CANCELLED:
         raise UserError(f"{where} is cancelled; it must not be shipped.")
     if order.cancel_requested:
