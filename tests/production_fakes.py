@@ -53,6 +53,12 @@ class MemoryCollection(Generic[M]):
     def delete(self, key: str) -> bool:
         return self._docs.pop(key, None) is not None
 
+    def mutate(self, fn: Callable[[dict[str, M]], None]) -> None:
+        records = {key: self._model.model_validate_json(doc) for key, doc in self._docs.items()}
+        fn(records)
+        self.writes += 1
+        self._docs = {key: record.model_dump_json() for key, record in records.items()}
+
 
 class Repos:
     def __init__(self) -> None:

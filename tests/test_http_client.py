@@ -108,7 +108,12 @@ def test_plain_http_is_refused_except_to_this_machine() -> None:
     with pytest.raises(NotConfigured) as caught:
         check_url("http://api.amazon.com/orders", Platform.AMAZON)
     assert "https" in caught.value.sentence
-    for ok in ("http://127.0.0.1:8765/x", "http://localhost/x", "http://[::1]:80/x", "https://api.ebay.com/ws"):
+    for ok in (
+        "http://127.0.0.1:8765/x",
+        "http://localhost/x",
+        "http://[::1]:80/x",
+        "https://api.ebay.com/ws",
+    ):
         assert check_url(ok, Platform.EBAY).host
     with pytest.raises(NotConfigured):
         check_url("ftp://example.com/", Platform.ETSY)
@@ -131,7 +136,11 @@ async def test_read_recovers_from_5xx() -> None:
     order = await local_order(rig, open_order(rig))
     assert order.status is OrderStatus.UNSHIPPED
     records = [r for r in rig.health.records() if r.operation == "orders.get"]
-    assert [(r.status, r.ok, r.attempt) for r in records] == [(503, False, 1), (503, False, 2), (200, True, 3)]
+    assert [(r.status, r.ok, r.attempt) for r in records] == [
+        (503, False, 1),
+        (503, False, 2),
+        (200, True, 3),
+    ]
     snapshot = rig.health.snapshot()  # recovered, but half the recent calls failed
     assert snapshot.state is PlatformState.DEGRADED and "50%" in snapshot.reason
 
@@ -215,13 +224,24 @@ async def test_a_malformed_order_in_a_page_costs_that_order_only() -> None:
     clock = FakeClock()
     page = {
         "orders": [
-            {"id": "A-1", "status": "paid", "created_at": "2026-11-01T10:00:00Z", "updated_at": "2026-11-01T10:00:00Z",
-             "currency": "USD", "total": "5.00", "lines": []},
-            {"id": "A-2", "status": "teleported", "created_at": "2026-11-01T10:00:00Z",
-             "updated_at": "2026-11-01T10:00:00Z"},
+            {
+                "id": "A-1",
+                "status": "paid",
+                "created_at": "2026-11-01T10:00:00Z",
+                "updated_at": "2026-11-01T10:00:00Z",
+                "currency": "USD",
+                "total": "5.00",
+                "lines": [],
+            },
+            {
+                "id": "A-2",
+                "status": "teleported",
+                "created_at": "2026-11-01T10:00:00Z",
+                "updated_at": "2026-11-01T10:00:00Z",
+            },
         ],
         "next_page_token": None,
-    }  # fmt: skip
+    }
     client = plain_client(clock, httpx.MockTransport(lambda r: httpx.Response(200, json=page)))
     market = TestMarketplace(client)
     pages = [p async for p in market.fetch_orders(clock.now() - timedelta(days=1))]
@@ -273,9 +293,16 @@ async def test_side_effect_with_a_timeout_is_outcome_unknown_and_sent_once() -> 
 
 @pytest.mark.parametrize(
     ("kind", "applied"),
-    [(FaultKind.DROP_AFTER_APPLY, 1), (FaultKind.TRUNCATED, 1), (FaultKind.MALFORMED, 1), (FaultKind.SERVER_ERROR, 0)],
+    [
+        (FaultKind.DROP_AFTER_APPLY, 1),
+        (FaultKind.TRUNCATED, 1),
+        (FaultKind.MALFORMED, 1),
+        (FaultKind.SERVER_ERROR, 0),
+    ],
 )
-async def test_side_effect_with_an_unreadable_or_lost_answer_is_never_resent(kind: FaultKind, applied: int) -> None:
+async def test_side_effect_with_an_unreadable_or_lost_answer_is_never_resent(
+    kind: FaultKind, applied: int
+) -> None:
     rig = make_rig()
     order = await local_order(rig, open_order(rig))
     rig.sandbox.faults.inject(kind, route=SHIP, status=500)
@@ -454,3 +481,32 @@ async def test_permanent_4xx_is_not_retried() -> None:
     with pytest.raises(PermanentError):
         await client.request("get", "GET", "https://api.example.com/x", idempotent=True)
     assert len(sent) == 1
+
+
+async def test_a_restarted_client_with_restored_buckets_does_not_provoke_429() -> None:
+    rig = make_rig(backfill=15)
+    ids = list(rig.sim.book.orders)
+    await asyncio.gather(*(local_order(rig, i) for i in ids[:10]))  # drains the burst of 10
+    saved = rig.client.limiter.state()
+
+    def restarted(restore: bool) -> TestMarketplace:
+        market = create_test_marketplace(
+            base_url=IN_PROCESS_BASE_URL,
+            client_id=DEMO_CLIENT_ID,
+            refresh_token=next(iter(rig.sim.tokens.current_refresh_tokens)),
+            clock=rig.clock,
+            rng=random.Random(9),
+            transport=SandboxTransport(rig.sandbox, sleep=rig.clock.sleep),
+        )
+        if restore:
+            assert market.client.limiter.restore(saved)
+        return market
+
+    careful = restarted(restore=True)
+    await careful.fetch_orders_by_id(ids[10:13])
+    assert rig.sandbox.log.throttled == 0
+    assert careful.client.limiter.waits > 0  # it waited for the bucket the first process drained
+
+    forgetful = restarted(restore=False)
+    await asyncio.gather(*(forgetful.fetch_orders_by_id([i]) for i in ids[:10]))
+    assert rig.sandbox.log.throttled > 0  # believing in a full bucket after a restart provokes 429s

@@ -7,25 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.production_fakes import CATALOG_TOML, MONDAY_8AM, Repos, line, make_service, order
+from tests.production_fakes import CATALOG_TOML, MONDAY_8AM, PRINTERS_TOML, Repos, line, make_service, order
 from tf_console.clock import FakeClock
 from tf_console.models import FulfilledBy, ItemKind, JobState, OrderStatus, Platform, Priority
 from tf_console.production.errors import ProductionError
 from tf_console.production.service import AWAITING_PAYMENT, CANCEL_REQUESTED, ProductionService
 
-OFFICE_PRINTERS = """\
-[schedule]
-staffed_hours = "08:00-18:00"
-packing_buffer_minutes = 0
-changeover_minutes = 0
-
-[[printers]]
-name = "p1"
-model = "MK4S"
-materials = ["PLA", "PETG"]
-build_volume_mm = [250, 210, 220]
-nozzle = 0.4
-"""
+OFFICE_PRINTERS = PRINTERS_TOML.replace('staffed_hours = "always"', 'staffed_hours = "08:00-18:00"')
 
 
 # ---------------------------------------------------------------------------

@@ -73,7 +73,9 @@ async def test_restore_ignores_damaged_or_foreign_state() -> None:
     assert not limiter.restore(None)
     assert not limiter.restore({"version": 99})
     assert not limiter.restore({"version": 1, "platform": "ebay", "buckets": {}})
-    assert not limiter.restore({"version": 1, "platform": "amazon", "buckets": {"searchOrders": {"level": "x"}}})
+    assert not limiter.restore(
+        {"version": 1, "platform": "amazon", "buckets": {"searchOrders": {"level": "x"}}}
+    )
     assert limiter.wait_time("searchOrders") == 0.0
 
 
@@ -176,7 +178,9 @@ def test_specs_refuse_nonsense() -> None:
     burst=st.integers(min_value=1, max_value=30),
     gaps=st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=80),
 )
-async def test_no_window_ever_sees_more_than_burst_plus_refill(rate: float, burst: int, gaps: list[float]) -> None:
+async def test_no_window_ever_sees_more_than_burst_plus_refill(
+    rate: float, burst: int, gaps: list[float]
+) -> None:
     clock = FakeClock()
     limiter = RateLimiter(Platform.TEST, clock, default=BucketSpec(rate, burst))
     grants: list[float] = []

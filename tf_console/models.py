@@ -34,6 +34,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 from decimal import Decimal
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import (
@@ -60,6 +61,15 @@ DecimalStr = Annotated[
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
 ]
 """A Decimal that serialises to a plain decimal string in JSON (``"12.50"``)."""
+
+
+_PII_FIELDS = frozenset({"personalisation", "buyer"})
+
+
+def _masked_repr_args(model: BaseModel) -> Iterable[tuple[str | None, Any]]:
+    """Repr arguments with PII replaced, so a log line or crash screen never shows it."""
+    for name, value in BaseModel.__repr_args__(model):
+        yield name, ("<redacted>" if name in _PII_FIELDS and value else value)
 
 
 def utcnow() -> datetime:
@@ -165,6 +175,8 @@ class LineItem(BaseModel):
     listing_id: str = ""  # eBay ItemID / Etsy listing_id / Amazon ASIN
     variation: str = ""  # human-readable variation summary
     quantity_shipped: int = Field(default=0, ge=0)
+
+    __repr_args__ = _masked_repr_args
 
     @property
     def quantity_unshipped(self) -> int:
@@ -299,6 +311,8 @@ class PrintJob(BaseModel):
     finished_at: UtcDatetime | None = None
     flag: str = ""  # e.g. "order cancelled while printing"
     history: list[str] = Field(default_factory=list)
+
+    __repr_args__ = _masked_repr_args
 
 
 class PlatformState(enum.StrEnum):

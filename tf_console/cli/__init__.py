@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from tf_console import __version__
 from tf_console.errors import UserError
+from tf_console.marketplaces.redact import install_log_redaction
 from tf_console.paths import set_private_umask
 
 # Command modules, in the order their commands appear in --help.
@@ -24,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tf_console.cli.data",
     "tf_console.cli.sandbox",
     "tf_console.cli.production",
+    "tf_console.cli.console",
 )
 
 
@@ -50,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     set_private_umask()
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # Warnings and errors go to stderr (journald under systemd); every record is scrubbed of
+    # tokens, secrets and registered PII before any handler writes it.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)

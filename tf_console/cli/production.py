@@ -58,10 +58,12 @@ def register(sub: Any) -> None:
 
     move = job_action("move", "move a job in the queue (a moved job is pinned)")
     where = move.add_mutually_exclusive_group(required=True)
-    where.add_argument("--top", dest="where", action="store_const", const="top")
-    where.add_argument("--up", dest="where", action="store_const", const="up")
-    where.add_argument("--down", dest="where", action="store_const", const="down")
-    where.add_argument("--unpin", dest="where", action="store_const", const="unpin")
+    where.add_argument("--top", dest="where", action="store_const", const="top", help="first in the queue")
+    where.add_argument("--up", dest="where", action="store_const", const="up", help="one place up")
+    where.add_argument("--down", dest="where", action="store_const", const="down", help="one place down")
+    where.add_argument(
+        "--unpin", dest="where", action="store_const", const="unpin", help="back to priority and due order"
+    )
     move.set_defaults(func=cmd_move)
 
     start = job_action("start", "start the job's next plate on a printer")

@@ -40,5 +40,10 @@ class PlatformDeps:
 
     def store_rotated(self, name: str, value: str, *, expires_at: Any = None) -> None:
         """Persist a token the marketplace just issued (encrypted), per the rotating-secrets rule."""
+        from tf_console.config import VARIABLES
+
         if self.vault is not None:
-            self.vault.store(name, value, env_value=self.settings.value(name), expires_at=expires_at)
+            # Names that are not configuration variables (a cached access token) have no
+            # environment value to compare against.
+            env_value = self.settings.value(name) if name in VARIABLES else None
+            self.vault.store(name, value, env_value=env_value, expires_at=expires_at)

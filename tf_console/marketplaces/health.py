@@ -182,11 +182,6 @@ class HealthRecorder:
             self._last_error = self._reauth_reason
         self._notify()
 
-    def clear_reauth(self) -> None:
-        with self._lock:
-            self._reauth_reason = ""
-        self._notify()
-
     def mark_disabled(self, sentence: str) -> None:
         with self._lock:
             self._disabled_reason = self._redactor.scrub(sentence) or "Disabled."

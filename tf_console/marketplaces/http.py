@@ -27,8 +27,8 @@ returns a :class:`MarketplaceError` for answers that are errors in its own terms
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
-import ipaddress
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +42,7 @@ import httpx
 
 from tf_console import __version__
 from tf_console.clock import Clock
+from tf_console.config import is_loopback_host
 from tf_console.marketplaces.auth import AuthProvider
 from tf_console.marketplaces.base import (
     MalformedResponse,
@@ -131,23 +132,14 @@ class ClientSettings:
         )
 
 
-def is_loopback_host(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(url: str, platform: Platform) -> httpx.URL:
     """Refuse anything but HTTPS, except plain HTTP to this machine (the sandbox)."""
+    # The sentences name the host at most: a pasted URL may carry a secret in its query.
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
         raise NotConfigured(
-            f"The {platform.label} address {url!r} is not a valid URL.", platform=platform
+            f"A {platform.label} address is not a valid URL; fix the URL setting.", platform=platform
         ) from exc
     if parsed.scheme == "https" and parsed.host:
         return parsed
@@ -160,7 +152,7 @@ def check_url(url: str, platform: Platform) -> httpx.URL:
             platform=platform,
         )
     raise NotConfigured(
-        f"The {platform.label} address {url!r} is not an https URL; fix the URL setting.", platform=platform
+        f"A {platform.label} address is not an https URL; fix the URL setting.", platform=platform
     )
 
 
@@ -354,30 +346,31 @@ class ApiClient:
         refreshed = False
         while True:
             attempt += 1
-            try:
-                await self.limiter.acquire(operation, max_wait=self.settings.max_rate_wait)
-            except (QuotaExhausted, RateLimited) as exc:
-                self.health.record_error(operation, exc.sentence, code=exc.code)
-                raise
-            token: str | None = None
-            request_headers: dict[str, str] = dict(headers or {})
-            if auth and self._auth is not None:
-                try:
-                    token = await self._auth.get_token()
-                except ReauthNeeded as exc:
-                    self.health.mark_reauth(exc.sentence)
-                    raise
-                request_headers.update(self.hooks.auth_headers(token))
-            request = self._http.build_request(
-                method,
-                full_url,
-                params=_query_pairs(params),
-                headers=request_headers,
-                content=content,
-                data=data,
-                json=json,
-            )
-            outcome, response, latency_ms = await self._send_once(request, operation)
+            # Token calls skip the concurrency gate: callers holding a slot may be waiting on them.
+            gate = self._semaphore if auth else contextlib.nullcontext()
+            async with gate:
+                # The rate token is taken inside the gate, right before sending, so calls
+                # queued at the gate cannot reach the marketplace bunched together.
+                await self._acquire(operation)
+                token: str | None = None
+                request_headers: dict[str, str] = dict(headers or {})
+                if auth and self._auth is not None:
+                    try:
+                        token = await self._auth.get_token()
+                    except ReauthNeeded as exc:
+                        self.health.mark_reauth(exc.sentence)
+                        raise
+                    request_headers.update(self.hooks.auth_headers(token))
+                request = self._http.build_request(
+                    method,
+                    full_url,
+                    params=_query_pairs(params),
+                    headers=request_headers,
+                    content=content,
+                    data=data,
+                    json=json,
+                )
+                outcome, response, latency_ms = await self._send_once(request, operation)
             result: T | None = None
             error = outcome.error
             if response is not None and error is None:
@@ -385,6 +378,8 @@ class ApiClient:
                 if error is None:
                     result, error = self._parse(parse, response, operation)
             error = self._settle(error, outcome, idempotent, operation)
+            if error is not None:
+                self._scrub(error)
             retry_after = error.retry_after if isinstance(error, RateLimited) else None
             self.health.record_call(
                 operation=operation,
@@ -439,6 +434,21 @@ class ApiClient:
                 raise error
             await self.clock.sleep(delay)
 
+    def _scrub(self, error: MarketplaceError) -> None:
+        """Marketplaces echo inputs (names, tokens) in their error texts; callers log and store
+        these sentences, so they leave the client scrubbed."""
+        text = str(error)
+        cleaned = self.redactor.scrub(text)
+        if cleaned != text:
+            error.args = (cleaned, *error.args[1:])
+
+    async def _acquire(self, operation: str) -> None:
+        try:
+            await self.limiter.acquire(operation, max_wait=self.settings.max_rate_wait)
+        except (QuotaExhausted, RateLimited) as exc:
+            self.health.record_error(operation, exc.sentence, code=exc.code)
+            raise
+
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(self.settings.backoff_cap, self.settings.backoff_base * (2 ** (attempt - 1)))
         jitter = self.rng.uniform(0.0, ceiling)
@@ -464,9 +474,8 @@ class ApiClient:
         t0 = time.perf_counter()
         response: httpx.Response | None = None
         try:
-            async with self._semaphore:
-                self.calls_sent += 1
-                response = await self._read(request)
+            self.calls_sent += 1
+            response = await self._read(request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
             outcome.sent = False
             outcome.error = TransientError(
@@ -678,7 +687,4 @@ def _query_pairs(params: Params | None) -> _QueryPairs | None:
 
 
 def _params_for_key(params: Params | None) -> list[tuple[str, str]]:
-    if params is None:
-        return []
-    items = params.items() if isinstance(params, Mapping) else params
-    return [(str(k), str(v)) for k, v in items]
+    return [(k, str(v)) for k, v in _query_pairs(params) or []]

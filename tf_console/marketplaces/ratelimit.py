@@ -32,8 +32,11 @@ from tf_console.models import Platform
 SHARED_BUCKET = "*"
 STATE_VERSION = 1
 WINDOW_SECONDS = 60.0
-# Float refills land a hair under a whole token; treat that as a whole token.
+# Float refills land a hair under a whole token; only that hair is forgiven (the client must
+# never believe in a token the marketplace has not refilled yet).
 _EPSILON = 1e-9
+# Clocks tick in microseconds: a shorter sleep would not move time and the wait would spin.
+_MIN_SLEEP = 0.001
 _PACIFIC = ZoneInfo("America/Los_Angeles")
 
 
@@ -279,6 +282,7 @@ class RateLimiter:
                     platform=self.platform,
                     code="client_rate_limit",
                 )
+            wait = max(wait, _MIN_SLEEP)
             self.waits += 1
             self.waited_seconds += wait
             waited += wait

@@ -73,7 +73,8 @@ class Redactor:
         self._lock = threading.Lock()
         self._secrets: set[str] = set()
         self._pii: OrderedDict[str, None] = OrderedDict()
-        self._compiled: re.Pattern[str] | None = None
+        self._ordered_secrets: list[str] = []
+        self._ordered_pii: list[str] = []
         self._dirty = False
 
     def register_secret(self, value: str | None) -> None:
@@ -103,24 +104,27 @@ class Redactor:
                 while len(self._pii) > _MAX_PII_VALUES:
                     self._pii.popitem(last=False)
 
-    def _known_values(self) -> re.Pattern[str] | None:
+    def _known_values(self) -> tuple[list[str], list[str]]:
         with self._lock:
             if self._dirty:
-                values = sorted(self._secrets | set(self._pii), key=len, reverse=True)
-                self._compiled = re.compile("|".join(re.escape(v) for v in values)) if values else None
+                self._ordered_secrets = sorted(self._secrets, key=len, reverse=True)
+                self._ordered_pii = sorted(self._pii, key=len, reverse=True)
                 self._dirty = False
-            return self._compiled
-
-    def _replacement(self, match: re.Match[str]) -> str:
-        return SECRET_MARK if match.group(0) in self._secrets else PII_MARK
+            return self._ordered_secrets, self._ordered_pii
 
     def scrub(self, text: str) -> str:
         """``text`` with every registered value and token-shaped string replaced."""
         if not text:
             return text
-        known = self._known_values()
-        if known is not None:
-            text = known.sub(self._replacement, text)
+        # Plain substring checks: thousands of registered names stay cheap, where one big
+        # alternation regex would have to be recompiled after every page of orders.
+        secrets, pii = self._known_values()
+        for value in secrets:
+            if value in text:
+                text = text.replace(value, SECRET_MARK)
+        for value in pii:
+            if value in text:
+                text = text.replace(value, PII_MARK)
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         return _LONG_OPAQUE.sub(_scrub_long_opaque, text)

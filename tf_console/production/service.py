@@ -17,6 +17,7 @@ printed units are the units of its printed plates.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -101,6 +102,8 @@ class Repo(Protocol[M]):
     def put_many(self, items: Iterable[M]) -> None: ...
 
     def delete(self, key: str) -> bool: ...
+
+    def mutate(self, fn: Callable[[dict[str, M]], None]) -> None: ...
 
 
 class StoreLike(Protocol):
@@ -537,7 +540,7 @@ class ProductionService:
                 )
                 kind = "flagged"
         units_per_plate = changes.get("units_per_plate", job.units_per_plate)
-        plates = -(-quantity // units_per_plate)
+        plates = math.ceil(quantity / units_per_plate)
         if plates != job.plates:
             changes["plates"] = plates
 
@@ -634,11 +637,22 @@ class ProductionService:
         if not finished:
             return 0
         kept = {j.job_id for j in jobs} - finished
-        for job_id in finished:
-            self._jobs.delete(job_id)
-        for run in runs:
-            if run.state is not RunState.PRINTING and not (set(run.allocations) & kept):
-                self._runs.delete(run.run_id)
+        spent = {
+            run.run_id
+            for run in runs
+            if run.state is not RunState.PRINTING and not (set(run.allocations) & kept)
+        }
+
+        def forget(keys: set[str]) -> Callable[[dict[str, Any]], None]:
+            def drop(records: dict[str, Any]) -> None:
+                for key in keys:
+                    records.pop(key, None)
+
+            return drop
+
+        self._jobs.mutate(forget(finished))
+        if spent:
+            self._runs.mutate(forget(spent))
         return len(finished)
 
     # -- reading --------------------------------------------------------------------------

@@ -14,7 +14,6 @@ cancellations does.
 
 from __future__ import annotations
 
-import copy
 import enum
 import heapq
 import random
@@ -307,9 +306,6 @@ class GenOrder:
     def tracking_numbers(self) -> list[str]:
         return [s.tracking for s in self.shipments]
 
-    def clone(self) -> GenOrder:
-        return copy.deepcopy(self)
-
 
 IdMaker = Callable[[random.Random, int], str]
 
@@ -553,11 +549,6 @@ class OrderBook:
         for key-set paging, where a changed order moves to the end instead of shifting pages."""
         found = [o for o in self.orders.values() if o.updated_at >= since]
         found.sort(key=lambda o: (o.updated_at, o.order_id))
-        return found
-
-    def created_between(self, start: datetime, end: datetime) -> list[GenOrder]:
-        found = [o for o in self.orders.values() if start <= o.created_at < end]
-        found.sort(key=lambda o: (o.created_at, o.order_id))
         return found
 
     # -- changes ------------------------------------------------------------------

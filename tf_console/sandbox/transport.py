@@ -195,7 +195,9 @@ class LoopbackServer:
     def start(self) -> LoopbackServer:
         server = _Server(self._address, self.sandbox)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="sandbox-http", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-http", daemon=True
+        )
         self._thread.start()
         return self
 

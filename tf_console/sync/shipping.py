@@ -117,6 +117,7 @@ def plan_shipment(order: Order, req: ShipRequest, now: datetime) -> Shipment:
         if want > left or left == 0:
             raise UserError(f"Line {line_id} of {where} has {left} unit(s) left to ship, not {want}.")
         lines.append(ShipmentLine(line_id=line_id, quantity=want))
+    _check_partial_supported(order, lines, unshipped)
     code, name, family = _resolve_carrier(order.platform, req.carrier, req.carrier_name)
     check = check_tracking(family, tracking)
     if not check.ok and (check.hard or not req.force):
@@ -135,6 +136,27 @@ def plan_shipment(order: Order, req: ShipRequest, now: datetime) -> Shipment:
         requested_at=now,
         updated_at=now,
     )
+
+
+def _check_partial_supported(order: Order, lines: list[ShipmentLine], unshipped: dict[str, int]) -> None:
+    """What each marketplace can express; refused here, before anything is queued."""
+    remaining = {lid for lid, q in unshipped.items() if q > 0}
+    chosen = {ln.line_id for ln in lines}
+    if not lines or chosen == remaining and all(ln.quantity == unshipped[ln.line_id] for ln in lines):
+        return  # everything left: every platform can do that
+    where = f"{order.platform.label} order {order.order_id}"
+    if order.platform is Platform.ETSY:
+        raise UserError(
+            f"Etsy marks the whole order shipped with one tracking number, so {where} cannot be "
+            "shipped line by line; ship it without --item."
+        )
+    if order.platform is Platform.EBAY:
+        partial = [ln for ln in lines if ln.quantity != unshipped[ln.line_id]]
+        if partial or len(lines) > 1:
+            raise UserError(
+                f"eBay marks whole order lines shipped: for {where} ship one whole line at a time "
+                "(--item LINE_ID without a quantity) or the whole order."
+            )
 
 
 def shipment_item_id(order: Order, shipment: Shipment) -> str:
