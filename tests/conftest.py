@@ -19,7 +19,9 @@ _SCRUB_PREFIXES = ("AMAZON_", "EBAY_", "ETSY_", "TF_", "MARKETPLACE_")
 
 
 @pytest.fixture(autouse=True)
-def hermetic_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def hermetic_environment(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     home = tmp_path_factory.mktemp("home")
     for name in list(os.environ):
         if name.startswith(_SCRUB_PREFIXES):

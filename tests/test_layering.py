@@ -35,7 +35,10 @@ def offenders(folder: str, forbidden: tuple[str, ...]) -> list[str]:
 
 def test_domain_core_imports_nothing_above_it() -> None:
     for module in ("models", "clock", "crypto", "paths", "errors"):
-        assert offenders(module, ("tf_console.store", "tf_console.sync", "tf_console.ui", "textual", "httpx")) == []
+        assert (
+            offenders(module, ("tf_console.store", "tf_console.sync", "tf_console.ui", "textual", "httpx"))
+            == []
+        )
 
 
 def test_marketplaces_and_sandbox_never_import_the_ui() -> None:
@@ -44,7 +47,9 @@ def test_marketplaces_and_sandbox_never_import_the_ui() -> None:
 
 
 def test_ui_never_talks_http_or_tinydb() -> None:
-    assert offenders("ui", ("httpx", "tinydb", "tf_console.store.storage", "tf_console.marketplaces.http")) == []
+    assert (
+        offenders("ui", ("httpx", "tinydb", "tf_console.store.storage", "tf_console.marketplaces.http")) == []
+    )
 
 
 _PARSERS = {"fromstring", "parse", "iterparse", "XMLParser", "XML", "XMLPullParser", "fromstringlist"}

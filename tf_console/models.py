@@ -32,9 +32,9 @@ cancelled          Amazon CANCELLED / Canceled; eBay Cancelled, Inactive;
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
-from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import (

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 @dataclass
 class PlatformDeps:
     settings: Settings
-    secret: Callable[[str], SecretStr | None]  # env, env files, keyring — and the vault rule for rotating ones
+    secret: Callable[
+        [str], SecretStr | None
+    ]  # env, env files, keyring — and the vault rule for rotating ones
     clock: Clock
     rng: random.Random = field(default_factory=random.Random)
     vault: TokenVault | None = None  # rotated tokens, encrypted; None in throwaway contexts

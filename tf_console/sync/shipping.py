@@ -142,7 +142,7 @@ def _check_partial_supported(order: Order, lines: list[ShipmentLine], unshipped:
     """What each marketplace can express; refused here, before anything is queued."""
     remaining = {lid for lid, q in unshipped.items() if q > 0}
     chosen = {ln.line_id for ln in lines}
-    if not lines or chosen == remaining and all(ln.quantity == unshipped[ln.line_id] for ln in lines):
+    if not lines or (chosen == remaining and all(ln.quantity == unshipped[ln.line_id] for ln in lines)):
         return  # everything left: every platform can do that
     where = f"{order.platform.label} order {order.order_id}"
     if order.platform is Platform.ETSY:

@@ -1,0 +1,63 @@
+"""kill -9 between "outbox written" and "marketplace answered": exactly one confirmation.
+
+For each marketplace, over a real loopback socket and real processes: the `ship`
+command is killed while the simulator holds back its answer (the confirmation has
+already been applied); running the same command again must reconcile with the
+marketplace and finish without a second confirmation.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import UPS_TRACKING, Rig, rig
+from tf_console.models import Platform
+
+pytestmark = pytest.mark.slow
+
+
+def _open_order(r: Rig) -> str:
+    for order in r.export():
+        if order["status"] == "unshipped" and order["items"]:
+            return str(order["order_id"])
+    raise AssertionError("the simulated shop has no open order to ship")
+
+
+def _carrier(platform: Platform) -> str:
+    return {Platform.AMAZON: "UPS", Platform.EBAY: "UPS", Platform.ETSY: "ups"}[platform]
+
+
+@pytest.mark.parametrize("platform", [Platform.AMAZON, Platform.EBAY, Platform.ETSY])
+def test_kill_during_confirmation_then_exactly_one(platform: Platform, tmp_path: Path) -> None:
+    with rig(platform, tmp_path) as r:
+        synced = r.cli("sync", "--once", "--days", "30")
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        order_id = _open_order(r)
+        args = ("ship", platform.value, order_id, "--carrier", _carrier(platform), "--tracking", UPS_TRACKING)
+
+        # The simulator applies the confirmation, then sits on its answer.
+        fault = r.sandbox.faults.inject("slow", route=r.confirm_route, delay=60.0, times=1)
+        victim = r.popen(*args)
+        try:
+            r.wait_for(lambda: r.confirmations() == 1)
+        finally:
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=10)
+        r.sandbox.faults.remove(fault.fault_id)
+        assert victim.returncode == -signal.SIGKILL
+
+        again = r.cli(*args)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert r.confirmations() == 1, "the confirmation was sent twice"
+        shipped = next(o for o in r.export() if o["order_id"] == order_id)
+        assert shipped["status"] == "shipped"
+        assert UPS_TRACKING in shipped["tracking"]
+
+        # And once more: nothing is sent, and it says so.
+        third = r.cli(*args)
+        assert third.returncode == 0
+        assert "nothing was sent" in third.stdout + third.stderr
+        assert r.confirmations() == 1
