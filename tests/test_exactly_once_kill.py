@@ -61,3 +61,32 @@ def test_kill_during_confirmation_then_exactly_one(platform: Platform, tmp_path:
         assert third.returncode == 0
         assert "nothing was sent" in third.stdout + third.stderr
         assert r.confirmations() == 1
+
+
+def test_daemon_polls_alone_and_other_processes_ask_it(tmp_path: Path) -> None:
+    import time
+
+    with rig(Platform.ETSY, tmp_path) as r:
+        daemon = r.popen("daemon", "--days", "30")
+        try:
+            r.wait_for(lambda: (r.data_dir / "lease.json").exists(), timeout=30)
+            second = r.cli("daemon", timeout=30)
+            assert second.returncode != 0
+            assert "already polls" in second.stderr or "lease" in second.stderr
+            # `sync --once` asks the daemon to poll rather than polling itself.
+            asked = r.cli("sync", "--once")
+            assert asked.returncode == 0, asked.stdout + asked.stderr
+            assert "asking it to poll now" in asked.stderr
+            # `ship` enqueues and waits for the daemon's delivery.
+            order_id = _open_order(r)
+            shipped = r.cli("ship", "etsy", order_id, "--carrier", "ups", "--tracking", UPS_TRACKING)
+            assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+            assert "delivers it" in shipped.stderr
+            assert r.confirmations() == 1
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            out, err = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0, err
+        assert "outbox is intact" in err
+        time.sleep(0.1)
+        assert not (r.data_dir / "lease.json").exists()
