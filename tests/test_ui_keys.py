@@ -46,7 +46,11 @@ def open_two_lines(order: object) -> bool:
     from tf_console.models import Order
 
     assert isinstance(order, Order)
-    return order.status is OrderStatus.UNSHIPPED and len(order.items) == 2 and order.fulfilled_by.value == "merchant"
+    return (
+        order.status is OrderStatus.UNSHIPPED
+        and len(order.items) == 2
+        and order.fulfilled_by.value == "merchant"
+    )
 
 
 async def select_order(console: Console, pilot: object, key: str) -> None:
@@ -165,6 +169,7 @@ async def test_ship_mismatch_warns_and_asks_then_partial_lines(tmp_path: Path) -
             await press(pilot, "y")
             items = outbox_collection(console.runtime.store).all()
             assert len(items) == 1
+            assert isinstance(modal, ShipModal)
             second_line = modal.form.lines[1]
             assert [(ln.line_id, ln.quantity) for ln in items[0].shipment.lines] == [
                 (second_line.line_id, second_line.unshipped)
@@ -392,7 +397,12 @@ async def test_poll_now_brings_in_a_new_order(tmp_path: Path) -> None:
                     break
                 await pilot.pause(0.05)
             new = build_orders(1)[0].model_copy(
-                update={"order_id": "NEW-1", "platform": Platform.AMAZON, "created_at": UI_NOW, "updated_at": UI_NOW}
+                update={
+                    "order_id": "NEW-1",
+                    "platform": Platform.AMAZON,
+                    "created_at": UI_NOW,
+                    "updated_at": UI_NOW,
+                }
             )
             console.markets[Platform.AMAZON].add(new)
             await press(pilot, "r")

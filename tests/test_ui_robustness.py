@@ -100,7 +100,17 @@ def _start_demo(data_dir: Path, columns: int = 100, rows: int = 30) -> tuple[sub
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMAZON_", "EBAY_", "ETSY_", "TF_"))}
     env.update(TERM="xterm-256color", TEXTUAL_ANIMATIONS="none")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tf_console", "demo", "--data-dir", str(data_dir), "--speed", "30", "--no-mouse"],
+        [
+            sys.executable,
+            "-m",
+            "tf_console",
+            "demo",
+            "--data-dir",
+            str(data_dir),
+            "--speed",
+            "30",
+            "--no-mouse",
+        ],
         stdin=slave,
         stdout=slave,
         stderr=slave,

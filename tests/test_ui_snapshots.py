@@ -80,7 +80,9 @@ def select(key: str) -> Before:
     return go
 
 
-ETSY_OPEN = key_of(lambda o: o.platform is Platform.ETSY and o.status is OrderStatus.UNSHIPPED and len(o.items) == 1)
+ETSY_OPEN = key_of(
+    lambda o: o.platform is Platform.ETSY and o.status is OrderStatus.UNSHIPPED and len(o.items) == 1
+)
 NAMEPLATE = key_of(lambda o: any(i.sku == "PRT-NAMEPLATE" for i in o.items) and o.status.is_open)
 MYSTERY = key_of(lambda o: any(i.sku == "MYSTERY-GIFT-BOX" for i in o.items) and o.status.is_open)
 

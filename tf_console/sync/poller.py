@@ -9,14 +9,16 @@ platforms do not surface a cancellation through their modified-since filter.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from tf_console.clock import Clock
-from tf_console.marketplaces.base import Marketplace, MarketplaceError
+from tf_console.marketplaces.base import Marketplace, MarketplaceError, OrderPage
 from tf_console.models import Order, OrderStatus, Platform, ShipmentState
 from tf_console.store import Store
 
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 
 OVERLAP = timedelta(minutes=2)
 RECHECK_BATCH = 50
+STORE_BATCH = 1000  # orders held before a write during a backfill
+STORE_EVERY = 2.0  # seconds: a slow backfill still shows its orders as it goes
 
 
 @dataclass(slots=True)
@@ -178,17 +182,28 @@ class Poller:
         else:
             since = cursor - OVERLAP
         high_water = cursor
+        # Pages are stored in batches: every write rewrites whole files, so a long backfill
+        # written page by page would cost many times what it costs in batches. Nothing is lost
+        # by waiting: the cursor moves only once everything is durable.
+        pending: list[Order] = []
+        last_flush = self.clock.monotonic()
         try:
-            async for page in self.market.fetch_orders(since):
+            async for page in self._pages(since):
                 result.pages += 1
                 result.fetched += len(page.orders)
                 result.errors.extend(page.errors)
                 if page.orders:
-                    await self._store_orders(page.orders, result)
+                    pending.extend(page.orders)
                     page_high = max(o.updated_at for o in page.orders)
                     high_water = page_high if high_water is None else max(high_water, page_high)
+                if len(pending) >= STORE_BATCH or self.clock.monotonic() - last_flush >= STORE_EVERY:
+                    await self._store_orders(pending, result)
+                    pending = []
+                    last_flush = self.clock.monotonic()
                 if progress is not None:
                     progress(self.platform, page.page_number, page.total_pages)
+            if pending:
+                await self._store_orders(pending, result)
         except MarketplaceError as exc:
             result.ok = False
             result.error = exc.sentence
@@ -205,6 +220,38 @@ class Poller:
                 await self._recheck_open(result)
         result.finished_at = self.clock.now()
         return result
+
+    async def _pages(self, since: datetime) -> AsyncIterator[OrderPage]:
+        """The marketplace's pages, fetched one ahead while the previous one is being stored.
+
+        Fetching is bound by the marketplace's rate limit and storing by the disk; overlapping
+        them keeps a long backfill near the rate-limit floor.
+        """
+        queue: asyncio.Queue[OrderPage | BaseException | None] = asyncio.Queue(maxsize=1)
+
+        async def fetch() -> None:
+            try:
+                async for page in self.market.fetch_orders(since):
+                    await queue.put(page)
+            except Exception as exc:  # handed to the consumer, which raises it in order
+                await queue.put(exc)
+            else:
+                await queue.put(None)
+
+        fetcher = asyncio.create_task(fetch())
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if not fetcher.done():
+                fetcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetcher
 
     def _due_for_recheck(self) -> bool:
         last = self.store.meta.get(self.recheck_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
@@ -10,7 +11,7 @@ from textual.screen import Screen
 from tf_console.ui.keys import APP_KEYS, DASHBOARD_KEYS, DETAIL_KEYS, HEALTH_KEYS, JOB_KEYS, KeySpec
 
 
-def specs_for(screen: Screen[object]) -> tuple[KeySpec, ...]:
+def specs_for(screen: Screen[Any]) -> tuple[KeySpec, ...]:
     from tf_console.ui.dashboard import DashboardScreen
     from tf_console.ui.detail import JobDetailScreen, OrderDetailScreen
     from tf_console.ui.health_view import HealthScreen

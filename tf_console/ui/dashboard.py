@@ -300,13 +300,11 @@ class DashboardScreen(Screen[None]):
 
     # ------------------------------------------------------------------ actions: navigation
 
+    def _panes(self) -> dict[str, Pane]:
+        return {"health": self.health_pane, "orders": self.orders_pane, "queue": self.queue_pane}
+
     def action_focus_pane(self, name: str) -> None:
-        panes: dict[str, Pane] = {
-            "health": self.health_pane,
-            "orders": self.orders_pane,
-            "queue": self.queue_pane,
-        }
-        pane = panes.get(name)
+        pane = self._panes().get(name)
         if pane is not None:
             self._active_pane = name
             pane.focus_table()
@@ -315,8 +313,7 @@ class DashboardScreen(Screen[None]):
         if self.maximized is not None:
             self.minimize()
             return
-        panes: dict[str, Pane] = {"health": self.health_pane, "orders": self.orders_pane, "queue": self.queue_pane}
-        pane = panes.get(self._active_pane, self.orders_pane)
+        pane = self._panes().get(self._active_pane, self.orders_pane)
         self.maximize(pane, container=False)
         pane.focus_table()
 

@@ -91,7 +91,9 @@ DASHBOARD_KEYS: tuple[KeySpec, ...] = (
         "Classify an unknown item of the selected order (writes a catalog rule).",
     ),
     KeySpec("console.poll", "r", "poll_now", "Poll", "Poll every marketplace now (or ask the daemon to)."),
-    KeySpec("pane.zoom", "z", "zoom", "Zoom", "Give the focused pane the whole screen, or restore the three panes."),
+    KeySpec(
+        "pane.zoom", "z", "zoom", "Zoom", "Give the focused pane the whole screen, or bring back all three."
+    ),
     KeySpec("console.back", "escape", "back", "Back", "Close the filter or go back.", show=False),
     KeySpec(
         "pane.health", "1", "focus_pane('health')", "Platforms", "Focus the platform health pane.", show=False
