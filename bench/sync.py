@@ -103,7 +103,9 @@ async def run_once(orders: int, rate_scale: float) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--orders", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--rate-scale", type=float, default=10.0)
     args = parser.parse_args()

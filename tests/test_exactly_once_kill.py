@@ -90,3 +90,15 @@ def test_daemon_polls_alone_and_other_processes_ask_it(tmp_path: Path) -> None:
         assert "outbox is intact" in err
         time.sleep(0.1)
         assert not (r.data_dir / "lease.json").exists()
+
+
+@pytest.mark.parametrize("platform", [Platform.AMAZON, Platform.EBAY, Platform.ETSY])
+def test_doctor_check_makes_one_authenticated_call(platform: Platform, tmp_path: Path) -> None:
+    with rig(platform, tmp_path) as r:
+        done = r.cli("doctor", "--check")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Credential check" in done.stdout
+        assert "ok" in done.stdout
+        for name, value in r.env.items():
+            if name.endswith(("SECRET", "TOKEN")) and len(value) > 8:
+                assert value not in done.stdout

@@ -45,7 +45,9 @@ def test_no_secret_or_buyer_name_at_rest(platform: Platform, tmp_path: Path) -> 
         orders = json.loads(r.cli("export", "--format", "json", "--include-pii").stdout)
         open_order = next(o for o in orders if o["status"] == "unshipped")
         carrier = "ups" if platform is Platform.ETSY else "UPS"
-        shipped = r.cli("ship", platform.value, open_order["order_id"], "--carrier", carrier, "--tracking", UPS_TRACKING)
+        shipped = r.cli(
+            "ship", platform.value, open_order["order_id"], "--carrier", carrier, "--tracking", UPS_TRACKING
+        )
         outputs.append(shipped.stdout + shipped.stderr)
         plain = r.cli("export", "--format", "csv")
         outputs.append(plain.stdout + plain.stderr)

@@ -35,6 +35,11 @@ def register(sub: Any) -> None:
         "doctor",
         help="check configuration, credentials, keyring, data key and state folder (never prints a secret)",
     )
+    doctor.add_argument(
+        "--check",
+        action="store_true",
+        help="also make one cheap authenticated call per configured platform",
+    )
     doctor.set_defaults(func=cmd_doctor)
 
     creds = sub.add_parser(
@@ -82,6 +87,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         findings = [Finding("Configuration", Level.ERROR, str(exc))]
     else:
         findings = run_doctor(ctx)
+        if getattr(args, "check", False) and exit_code(findings) == 0:
+            import asyncio
+
+            from tf_console.doctor_check import online_findings
+            from tf_console.runtime import Runtime
+
+            findings += asyncio.run(online_findings(Runtime(ctx, lease_kind="cli")))
     sys.stdout.write(render(findings))
     return exit_code(findings)
 
