@@ -30,19 +30,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tf_console.clock import SYSTEM_CLOCK  # noqa: E402
-from tf_console.crypto import FernetCipher  # noqa: E402
-from tf_console.marketplaces.http import ClientSettings  # noqa: E402
-from tf_console.marketplaces.testplatform import (  # noqa: E402
+from tf_console.clock import SYSTEM_CLOCK
+from tf_console.crypto import FernetCipher
+from tf_console.marketplaces.http import ClientSettings
+from tf_console.marketplaces.testplatform import (
     PAGE_LIMIT,
     TEST_OPERATIONS,
     create_test_marketplace,
 )
-from tf_console.models import Platform  # noqa: E402
-from tf_console.sandbox import LoopbackServer, Sandbox  # noqa: E402
-from tf_console.sandbox.testsim import DEMO_CLIENT_ID, DEMO_REFRESH_TOKEN, TestShopSimulator  # noqa: E402
-from tf_console.store import Store  # noqa: E402
-from tf_console.sync.engine import SyncEngine  # noqa: E402
+from tf_console.models import Platform
+from tf_console.sandbox import LoopbackServer, Sandbox
+from tf_console.sandbox.testsim import DEMO_CLIENT_ID, DEMO_REFRESH_TOKEN, TestShopSimulator
+from tf_console.store import Store
+from tf_console.sync.engine import SyncEngine
 
 
 def serve_sandbox(orders: int, rate_scale: float, conn: Connection) -> None:

@@ -85,7 +85,7 @@ def test_daemon_polls_alone_and_other_processes_ask_it(tmp_path: Path) -> None:
             assert r.confirmations() == 1
         finally:
             daemon.send_signal(signal.SIGTERM)
-            out, err = daemon.communicate(timeout=30)
+            _out, err = daemon.communicate(timeout=30)
         assert daemon.returncode == 0, err
         assert "outbox is intact" in err
         time.sleep(0.1)
