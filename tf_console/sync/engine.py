@@ -13,7 +13,7 @@ import contextlib
 import enum
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -116,6 +116,10 @@ class SyncEngine:
         self._polling: set[Platform] = set()
         self._poll_now = asyncio.Event()
         self._controls = store.collection("control", ControlRequest, key=lambda r: r.request_id)
+        # Work other features run on the poller's schedule (inventory pushes, credential checks…):
+        # (name, interval in seconds, async function). Run only by the lease holder.
+        self.periodic: list[tuple[str, float, Callable[[], Awaitable[None]]]] = []
+        self._periodic_last: dict[str, float] = {}
         self._status = store.collection("poll_status", PollStatus, key=lambda s: s.platform.value)
 
     # ------------------------------------------------------------------ queries
@@ -268,6 +272,19 @@ class SyncEngine:
             await self.poll_all(days=days, platforms=due)
         await self._serve_controls()
         await self.sender.deliver_due(set(self.marketplaces))
+        await self._run_periodic()
+
+    async def _run_periodic(self) -> None:
+        now = self.clock.monotonic()
+        for name, interval, job in list(self.periodic):
+            last = self._periodic_last.get(name)
+            if last is not None and now - last < interval:
+                continue
+            self._periodic_last[name] = now
+            try:
+                await job()
+            except Exception:  # one feature's trouble never stops polling or deliveries
+                log.exception("periodic task %s failed", name)
 
     async def _sleep_until_next(self, stop: asyncio.Event) -> None:
         self._poll_now.clear()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -123,6 +123,7 @@ class RetryPolicy:
 
 
 OutboxListener = Callable[[OutboxItem], None]
+OutboxHandler = Callable[["OutboxSender", OutboxItem], Awaitable[OutboxItem]]
 
 
 def shipment_status_after(order: Order) -> OrderStatus:
@@ -188,6 +189,12 @@ class OutboxSender:
         self.rng = rng or random.Random()
         self.listeners: list[OutboxListener] = []
         self._run_blocking = run_blocking
+        # Kinds delivered by other features (customer messages…) register a handler here.
+        self.handlers: dict[OutboxKind, OutboxHandler] = {}
+
+    def register(self, kind: OutboxKind, handler: OutboxHandler) -> None:
+        """Deliver items of ``kind`` with ``handler(sender, item) -> item`` (it must save the item)."""
+        self.handlers[kind] = handler
 
     async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._run_blocking is not None:
@@ -250,9 +257,15 @@ class OutboxSender:
             if item.state in (OutboxState.VERIFYING, OutboxState.SENDING):
                 return await self._verify_shipment(item)
             return await self._send_shipment(item)
+        if item.kind in self.handlers:
+            return await self.handlers[item.kind](self, item)
         if item.kind is OutboxKind.INVENTORY:
             return await self._send_inventory(item)
-        raise ValueError(f"outbox items of kind {item.kind} are delivered by their own sender")
+        raise ValueError(f"no handler delivers outbox items of kind {item.kind}")
+
+    async def save(self, item: OutboxItem) -> None:
+        """Store ``item`` durably and tell the listeners (for handlers of other kinds)."""
+        await self._save(item)
 
     async def _save(self, item: OutboxItem) -> None:
         await self._blocking(self.items.put, item)
