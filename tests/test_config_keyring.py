@@ -76,7 +76,7 @@ def test_hanging_keyring_falls_back_within_the_default_three_seconds(
     assert access.usable  # discovery answers; the calls hang
     assert access.get_many(["ETSY_REFRESH_TOKEN", "ETSY_CLIENT_ID"]) == {}
     elapsed = time.monotonic() - started
-    assert 2.9 <= elapsed < 3.5
+    assert 2.9 <= elapsed < 4.5  # the timeout is 3 s; the margin absorbs a loaded CI machine
     # From now on the keyring is skipped at once: the program waits at most once.
     started = time.monotonic()
     assert not access.usable

@@ -476,9 +476,8 @@ def test_units_printable_before_follows_staffed_hours() -> None:
     assert units == 4 * 2
 
 
-def test_recompute_of_a_thousand_jobs_is_fast() -> None:
-    import time as time_module
-
+def test_a_thousand_jobs_schedule_completely() -> None:
+    """Speed is measured in bench/schedule.py; here: a large queue is placed whole and consistently."""
     profiles = [
         Profile(
             name=f"prof{i}",
@@ -494,10 +493,6 @@ def test_recompute_of_a_thousand_jobs_is_fast() -> None:
         for n in range(1000)
     ]
     inp = schedule_input(jobs, printers, profiles, settings=office_settings())
-    compute_schedule(inp)  # warm caches (zoneinfo, imports)
-    started = time_module.perf_counter()
     result = compute_schedule(inp)
-    elapsed = time_module.perf_counter() - started
     assert len(result.sequence) == 1000
-    # The target is 50 ms; the bound leaves room for a slow CI machine under load.
-    assert elapsed < 0.25, f"recompute took {elapsed * 1000:.0f} ms"
+    assert compute_schedule(inp).sequence == result.sequence  # deterministic
