@@ -326,3 +326,19 @@ async def test_only_one_process_polls(store: Store, market: FakeMarket, clock: F
     assert current_holder(store.data_dir) is None
     assert second.lease.try_acquire()
     second.lease.release()
+
+
+async def test_integration_service_reads_every_platform_and_survives_one_failing(clock: FakeClock) -> None:
+    from tf_console.sync.service import MarketplaceIntegrationService
+
+    good = FakeMarket(clock)
+    for n in range(4):
+        good.add(make_order(n, clock.now() - timedelta(days=n)))
+    good.add(make_order(9, clock.now() - timedelta(days=20)))  # older than the window
+    bad = FakeMarket(clock)
+    bad.platform = Platform.EBAY  # type: ignore[misc]
+    bad.fail_fetch = TransientError("eBay answered 503; try again later.")
+    service = MarketplaceIntegrationService({Platform.TEST: good, Platform.EBAY: bad}, clock)  # type: ignore[dict-item]
+    orders = await service.get_all_orders(days=7)
+    assert [o.order_id for o in orders] == ["T-00000", "T-00001", "T-00002", "T-00003"]  # newest first
+    assert service.errors == {Platform.EBAY: "eBay answered 503; try again later."}

@@ -5,27 +5,27 @@ Wire formats are parsed into these types in exactly one module per platform
 or XML.  Money is ``Decimal`` (never float) and every time is timezone-aware UTC.
 
 Canonical order status and how each platform's documented values map onto it
-(the platform modules implement these tables; ``docs`` in the README repeats them):
+(implemented in ``marketplaces/amazon.py``, ``ebay.py``, ``etsy.py``; a value a
+platform does not document is a page error for that order, never a guess):
 
 =================  ==========================================================
 canonical          platform values
 =================  ==========================================================
-pending            Amazon PENDING_AVAILABILITY, PENDING (2026-01-01) /
-                   Pending, PendingAvailability (v0); eBay Active with
-                   CheckoutStatus not Complete (unpaid); Etsy "Open" unpaid,
-                   "Payment Processing"
-unshipped          Amazon UNSHIPPED / Unshipped, Unfulfillable (v0: FBA could
-                   not fulfil — stays open, flagged); eBay Completed and paid,
-                   not shipped, CancelPending (flag cancel_requested); Etsy
-                   "Paid", "Open" paid and not shipped, "Partially Refunded"
-                   not shipped (flag refunded)
-partially_shipped  Amazon PARTIALLY_SHIPPED / PartiallyShipped
-shipped            Amazon SHIPPED / Shipped, InvoiceUnconfirmed (v0: shipped,
-                   invoice pending); eBay Completed with ShippedTime, Shipped;
-                   Etsy "Completed" or is_shipped, "Partially Refunded"
-                   when shipped (flag refunded)
-cancelled          Amazon CANCELLED / Canceled; eBay Cancelled, Inactive;
-                   Etsy "Canceled", "Fully Refunded" (flag refunded)
+pending            Amazon (2026-01-01 ``fulfillmentStatus``) PENDING,
+                   PENDING_AVAILABILITY; eBay Active/Completed/CancelPending
+                   not paid yet; Etsy "Payment Processing", "Open" unpaid
+unshipped          Amazon UNSHIPPED, UNFULFILLABLE (stays open; flagged in
+                   ``extra["unfulfillable"]``); eBay Active/Completed paid with
+                   no line shipped, CancelPending (also ``cancel_requested``:
+                   never printed, never shipped); Etsy "Paid", "Open" paid,
+                   "Partially Refunded" not shipped (``refunded``)
+partially_shipped  Amazon PARTIALLY_SHIPPED; eBay some lines shipped
+shipped            Amazon SHIPPED; eBay Shipped, or every line shipped;
+                   Etsy "Completed", ``is_shipped``, "Partially Refunded"
+                   when shipped (``refunded``)
+cancelled          Amazon CANCELLED; eBay Cancelled, Inactive, or a closed
+                   cancellation (CancelStatus; ``refunded`` when closed with
+                   a refund); Etsy "Canceled", "Fully Refunded" (``refunded``)
 =================  ==========================================================
 """
 
