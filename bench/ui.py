@@ -94,7 +94,7 @@ def percentile(values: list[float], share: float) -> float:
 
 def open_runtime(folder: Path) -> Runtime:
     ctx = isolated_context(folder, {"TF_TIMEZONE": "Europe/London"}, clock=FakeClock(NOW), key=KEY)
-    runtime = Runtime(ctx, lease_kind="console", platforms=())
+    runtime = Runtime(ctx, lease_kind="console")  # no credentials: every platform shows as disabled
     runtime.open()
     return runtime
 
@@ -231,7 +231,8 @@ async def measure_reorder(folder: Path, presses: int) -> dict[str, Any]:
                 while (app.busy() or service.writes_pending) and time.perf_counter() < settle_until:
                     await asyncio.sleep(0.02)
             burst = [await one("K" if n % 2 == 0 else "J") for n in range(presses)]
-            while (app.busy() or service.writes_pending) and time.perf_counter():
+            settle_until = time.perf_counter() + 60
+            while (app.busy() or service.writes_pending) and time.perf_counter() < settle_until:
                 await asyncio.sleep(0.05)
             projection = app.dashboard.model.projection
             result = {
@@ -258,6 +259,10 @@ async def measure_reorder(folder: Path, presses: int) -> dict[str, Any]:
 
 def child(mode: str, folder: Path) -> None:
     """Run the console on this process's terminal (the parent measures it)."""
+    from tf_console.cli.console import setup_logging
+
+    folder.mkdir(parents=True, exist_ok=True)
+    setup_logging(folder)  # as the CLI does: log lines go to a file, never to the terminal
 
     async def main() -> None:
         if mode == "demo":
@@ -324,7 +329,7 @@ def measure_idle(mode: str, folder: Path, seconds: float, warmup: float) -> dict
 
     try:
         started = time.monotonic()
-        startup_bytes, tail = drain(300, until=b"Queue")
+        startup_bytes, _tail = drain(300, until=b"Queue")
         first_frame_s = time.monotonic() - started
         warm_bytes, _ = drain(warmup)
         cpu0 = _cpu_seconds(process.pid)
@@ -361,8 +366,16 @@ def main() -> None:
     parser.add_argument("--presses", type=int, default=40, help="key presses per reorder series")
     parser.add_argument("--startup-runs", type=int, default=3)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
-    parser.add_argument("--idle-warmup", type=float, default=8.0, help="seconds to let start-up work finish")
+    parser.add_argument(
+        "--idle-warmup",
+        type=float,
+        default=45.0,
+        help="seconds to let start-up work finish (the archive index of 100k orders takes ~20 s)",
+    )
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (kept when given)")
+    parser.add_argument(
+        "--phases", default="startup,reorder,idle", help="which measurements to run (comma-separated)"
+    )
     parser.add_argument("--child", choices=["store", "demo"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -374,16 +387,16 @@ def main() -> None:
     try:
         if not (shop / "meta.json").exists():
             emit({"prepare": prepare(shop, args.orders, args.jobs)})
-        runs = [asyncio.run(measure_startup(shop)) for _ in range(args.startup_runs)]
-        summary = {
-            key: statistics.median(r[key] for r in runs)
-            for key in runs[0]
-            if isinstance(runs[0][key], (int, float))
-        }
-        emit({"startup": summary, "runs": len(runs)})
-        emit({"reorder": asyncio.run(measure_reorder(shop, args.presses))})
-        emit({"idle": measure_idle("store", shop, args.idle_seconds, args.idle_warmup)})
-        emit({"idle": measure_idle("demo", workdir / "demo", args.idle_seconds, args.idle_warmup)})
+        phases = set(args.phases.split(","))
+        if "startup" in phases:
+            runs = [asyncio.run(measure_startup(shop)) for _ in range(args.startup_runs)]
+            summary = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+            emit({"startup": summary, "runs": len(runs)})
+        if "reorder" in phases:
+            emit({"reorder": asyncio.run(measure_reorder(shop, args.presses))})
+        if "idle" in phases:
+            emit({"idle": measure_idle("store", shop, args.idle_seconds, args.idle_warmup)})
+            emit({"idle": measure_idle("demo", workdir / "demo", args.idle_seconds, args.idle_warmup)})
     finally:
         if args.dir is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -364,3 +364,42 @@ def test_stylesheet_copies_match() -> None:
         assert (styles.PACKAGE_STYLES / name).read_text() == repository, (
             f"copy styles/{name} to tf_console/ui/styles/"
         )
+
+
+async def test_attached_to_a_daemon_reads_its_health_log_and_asks_it_to_poll(tmp_path: Path) -> None:
+    from tf_console.marketplaces.health import CallRecord
+    from tf_console.runtime import HEALTH_LOG
+    from tf_console.sync.lease import Lease
+
+    with make_console(tmp_path, health=False) as console:
+        store = console.runtime.store
+        daemon = Lease(store.data_dir, console.clock, kind="daemon")
+        assert daemon.try_acquire()
+        try:
+            info = console.service.poller_info()
+            assert not info.this_console and info.description.startswith("daemon (pid")
+            for k in range(3):
+                record = CallRecord(
+                    at=UI_NOW - timedelta(minutes=3 - k),
+                    platform=Platform.ETSY,
+                    operation="orders.list",
+                    method="GET",
+                    status=503,
+                    latency_ms=30.0,
+                    attempt=1,
+                    ok=False,
+                    message="Etsy had a server problem (HTTP 503); it will be retried.",
+                )
+                store.log(HEALTH_LOG).append({"platform": "etsy", **record.to_dict()})
+            rows = {row.platform: row for row in console.service.health_rows()}
+            etsy = rows[Platform.ETSY]
+            assert etsy.source == "log" and etsy.health.poller.startswith("daemon")
+            assert etsy.health.state is PlatformState.DOWN  # three 5xx in a row, as the live recorder says
+            sentence = await console.service.poll_now()
+            assert sentence.startswith("Asked the daemon")
+            from tf_console.sync.engine import ControlRequest
+
+            pending = store.collection("control", ControlRequest, key=lambda r: r.request_id).all()
+            assert [r.kind for r in pending] == ["poll"]
+        finally:
+            daemon.release()

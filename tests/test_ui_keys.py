@@ -12,7 +12,7 @@ from textual.command import CommandPalette
 from textual.widgets import Input, Select
 
 from tests.ui_support import SIZE, UI_NOW, Console, build_orders, make_console, settle
-from tf_console.console import OrderQuery
+from tf_console.console import ConsoleEvent, EventKind, OrderQuery
 from tf_console.models import JobState, OrderStatus, Platform, Priority, ShipmentState
 from tf_console.sync.outbox import outbox_collection
 from tf_console.ui.app import ConsoleApp
@@ -462,6 +462,20 @@ async def test_nothing_repaints_when_nothing_changes(tmp_path: Path) -> None:
             await settle(pilot)
             assert [t.cell_updates for t in tables] == before
             assert dashboard.refresh_orders.runs == runs
+
+
+async def test_a_backfill_shows_a_progress_bar_until_it_ends(tmp_path: Path) -> None:
+    with make_console(tmp_path) as console:
+        async with console.app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            bar = console.app.dashboard.progress
+            assert not bar.display
+            console.service.emit(ConsoleEvent(EventKind.PROGRESS, platform=Platform.EBAY, page=3, total=10))
+            await settle(pilot)
+            assert bar.display and bar.total == 10 and bar.progress == 3
+            console.service.emit(ConsoleEvent(EventKind.POLL_FINISHED, platform=Platform.EBAY, text="eBay: done."))
+            await settle(pilot)
+            assert not bar.display
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])

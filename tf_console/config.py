@@ -20,6 +20,7 @@ error, log line or ``repr`` shows a configured value.
 from __future__ import annotations
 
 import contextvars
+import email.utils
 import enum
 import ipaddress
 import os
@@ -236,6 +237,61 @@ MarketplaceIds = Annotated[
 ]
 TimezoneName = Annotated[str, AfterValidator(_check_timezone)]
 SmtpUrl = Annotated[SecretStr | None, AfterValidator(_check_smtp_url)]
+
+
+# Customer messages each marketplace allows (opt-in per event; see tf_console.messaging).
+# Amazon permits proactive messages only to complete an order or fix a problem.
+AMAZON_MESSAGE_EVENTS: tuple[str, ...] = ("delayed", "customization")
+EBAY_MESSAGE_EVENTS: tuple[str, ...] = ("queued", "printing", "shipped", "delayed")
+# Etsy has no messaging API: "shipped" rides on the shipment's note_to_buyer, the rest go by e-mail.
+ETSY_MESSAGE_EVENTS: tuple[str, ...] = ("queued", "printing", "shipped", "delayed")
+
+
+def _message_events(allowed: tuple[str, ...], platform: str) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
+    def check(events: tuple[str, ...]) -> tuple[str, ...]:
+        chosen = tuple(dict.fromkeys(event.lower() for event in events))
+        unknown = [event for event in chosen if event not in allowed]
+        if unknown:
+            raise ValueError(
+                f"may list only {', '.join(allowed)} (the messages {platform} allows), "
+                "comma-separated"
+            )
+        return chosen
+
+    return check
+
+
+def _check_from_address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    _name, address = email.utils.parseaddr(value)
+    # A line break would let a header be injected into every e-mail sent.
+    if "@" not in address or any(ch in value for ch in "\r\n"):
+        raise ValueError(
+            "must be an e-mail address such as orders@shop.example or Shop <orders@shop.example>"
+        )
+    return value
+
+
+AmazonMessageEvents = Annotated[
+    tuple[str, ...],
+    NoDecode,
+    BeforeValidator(_split_ids),
+    AfterValidator(_message_events(AMAZON_MESSAGE_EVENTS, "Amazon")),
+]
+EbayMessageEvents = Annotated[
+    tuple[str, ...],
+    NoDecode,
+    BeforeValidator(_split_ids),
+    AfterValidator(_message_events(EBAY_MESSAGE_EVENTS, "eBay")),
+]
+EtsyMessageEvents = Annotated[
+    tuple[str, ...],
+    NoDecode,
+    BeforeValidator(_split_ids),
+    AfterValidator(_message_events(ETSY_MESSAGE_EVENTS, "Etsy")),
+]
+FromAddress = Annotated[str | None, AfterValidator(_check_from_address)]
 CommandLine = Annotated[str | None, AfterValidator(_check_command)]
 PositiveSeconds = Annotated[int, Field(ge=1)]
 
@@ -484,6 +540,119 @@ class Settings(BaseSettings):
         None,
         alias="TF_ALERT_COMMAND",
         description="Command run with each alert as JSON on stdin (no shell).",
+    )
+
+    # --- Alerts ----------------------------------------------------------------
+    alert_email_to: str | None = Field(
+        None,
+        alias="TF_ALERT_EMAIL_TO",
+        description="Comma-separated addresses that get alert e-mails (sent over TF_SMTP_URL).",
+    )
+    alert_command_timeout: PositiveSeconds = Field(
+        15,
+        alias="TF_ALERT_COMMAND_TIMEOUT",
+        description="Seconds TF_ALERT_COMMAND may run before it is stopped.",
+    )
+    alert_failing_minutes: int = Field(
+        15,
+        alias="TF_ALERT_FAILING_MINUTES",
+        ge=1,
+        description="Alert when a platform's polls have been failing for this many minutes…",
+    )
+    alert_failing_polls: int = Field(
+        3,
+        alias="TF_ALERT_FAILING_POLLS",
+        ge=1,
+        description="…or for this many polls in a row, whichever comes first.",
+    )
+    alert_success_rate: int = Field(
+        80,
+        alias="TF_ALERT_SUCCESS_RATE",
+        ge=1,
+        le=100,
+        description="Alert when fewer than this percentage of a platform's calls in the last hour succeeded.",
+    )
+    alert_credential_days: int = Field(
+        14,
+        alias="TF_ALERT_CREDENTIAL_DAYS",
+        ge=0,
+        description="Warn this many days before a credential expires (client secret, refresh token).",
+    )
+    alert_quota_percent: int = Field(
+        90,
+        alias="TF_ALERT_QUOTA_PERCENT",
+        ge=1,
+        le=100,
+        description="Alert when this percentage of a platform's daily call budget is spent.",
+    )
+    alert_clear_minutes: int = Field(
+        10,
+        alias="TF_ALERT_CLEAR_MINUTES",
+        ge=0,
+        description="An alert clears only after its cause stayed away this many minutes (no flapping).",
+    )
+
+    # --- Inventory sync -------------------------------------------------------
+    stock_buffer: int = Field(
+        0,
+        alias="TF_STOCK_BUFFER",
+        ge=0,
+        description="Units of each synced SKU held back from the marketplaces, unless the catalog's "
+        "[stock] table sets its own buffer.",
+    )
+    stock_push_delay: int = Field(
+        30,
+        alias="TF_STOCK_PUSH_DELAY",
+        ge=0,
+        description="Seconds a stock change waits before it is pushed, so quick changes go out as one.",
+    )
+    made_to_order_lead_days: float = Field(
+        5.0,
+        alias="TF_MADE_TO_ORDER_LEAD_DAYS",
+        gt=0,
+        description="Days promised for made-to-order items: only units printable in time are offered.",
+    )
+    made_to_order_max: int = Field(
+        10,
+        alias="TF_MADE_TO_ORDER_MAX",
+        ge=0,
+        description="The most units of a made-to-order SKU ever offered, unless the catalog sets max.",
+    )
+
+    # --- Customer messages (opt-in per event) --------------------------------
+    messages_amazon: AmazonMessageEvents = Field(
+        (),
+        alias="TF_MESSAGES_AMAZON",
+        description="Amazon buyer messages to send, comma-separated: delayed, customization.",
+        json_schema_extra=_var(default_doc="none (opt-in)"),
+    )
+    messages_ebay: EbayMessageEvents = Field(
+        (),
+        alias="TF_MESSAGES_EBAY",
+        description="eBay buyer messages to send, comma-separated: queued, printing, shipped, delayed.",
+        json_schema_extra=_var(default_doc="none (opt-in)"),
+    )
+    messages_etsy: EtsyMessageEvents = Field(
+        (),
+        alias="TF_MESSAGES_ETSY",
+        description="Etsy buyer updates, comma-separated: shipped (note on the shipment); queued, "
+        "printing, delayed (e-mail over TF_SMTP_URL).",
+        json_schema_extra=_var(default_doc="none (opt-in)"),
+    )
+    message_templates: Path | None = Field(
+        None,
+        alias="TF_MESSAGE_TEMPLATES",
+        description="TOML file whose message templates replace the built-in ones.",
+        json_schema_extra=_var(default_doc="built-in templates"),
+    )
+    shop_name: str = Field(
+        "TitanForge", alias="TF_SHOP_NAME", description="The shop's name as customer messages sign it."
+    )
+    smtp_from: FromAddress = Field(
+        None,
+        alias="TF_SMTP_FROM",
+        description="From address of e-mail sent over TF_SMTP_URL.",
+        json_schema_extra=_var(default_doc="the TF_SMTP_URL user when it is an address"),
     )
 
     @classmethod

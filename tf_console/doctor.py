@@ -517,6 +517,13 @@ def check_polling(ctx: AppContext) -> Iterator[Finding]:
         )
 
 
+def check_alerts(ctx: AppContext) -> Iterator[Finding]:
+    # Imported here: the alerts package builds on this module's Finding and Level.
+    from tf_console.alerts.doctor import alert_findings
+
+    yield from alert_findings(ctx)
+
+
 DEFAULT_CHECKS: list[DoctorCheck] = [
     check_configuration_files,
     check_platforms,
@@ -529,6 +536,7 @@ DEFAULT_CHECKS: list[DoctorCheck] = [
     check_token_vault,
     check_timezone,
     check_polling,
+    check_alerts,
 ]
 
 

@@ -207,6 +207,9 @@ class Shipment(BaseModel):
     requested_at: UtcDatetime = Field(default_factory=utcnow)
     updated_at: UtcDatetime = Field(default_factory=utcnow)
     source: str = "console"  # console | marketplace (seen on the marketplace, not sent by us)
+    # Etsy only: a note the marketplace shows the buyer with the shipment. Stored in clear with
+    # the order, so it must never carry PII (opted-in customer notes are added at send time).
+    note_to_buyer: str = ""
 
 
 class Order(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,15 @@ from typing import Any
 import anyio.to_thread
 import httpx
 
+from tf_console.alerts import AlertService, install_alerts
+from tf_console.audit import AuditLog, install_audit
 from tf_console.clock import Clock
 from tf_console.context import AppContext
+from tf_console.inventory import install_inventory
 from tf_console.marketplaces.base import Marketplace
 from tf_console.marketplaces.health import HealthRecorder
 from tf_console.marketplaces.registry import BuiltMarketplaces, build_marketplaces, make_deps_factory
+from tf_console.messaging import install_messaging
 from tf_console.models import MARKETPLACES, Platform
 from tf_console.production.service import ProductionService
 from tf_console.store import Store
@@ -56,6 +61,7 @@ class Runtime:
         catalog_path: Path | None = None,
         printers_path: Path | None = None,
         extra_marketplaces: Mapping[Platform, Callable[[Runtime], Marketplace]] | None = None,
+        smtp_ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
@@ -71,10 +77,13 @@ class Runtime:
         self._catalog_path = catalog_path
         self._printers_path = printers_path
         self._extra = dict(extra_marketplaces or {})
+        self._smtp_ssl_context = smtp_ssl_context  # tests: trust a local mail server's certificate
         self._store: Store | None = None
         self._engine: SyncEngine | None = None
         self._production: ProductionService | None = None
         self._built = BuiltMarketplaces()
+        self.audit: AuditLog | None = None
+        self.alerts: AlertService | None = None
 
     @classmethod
     def load(cls, data_dir: str | None, *, lease_kind: str, read_only: bool = False) -> Runtime:
@@ -166,6 +175,10 @@ class Runtime:
         )
         for platform, reason in self._built.disabled.items():
             log.info("%s disabled: %s", platform.label, reason)
+        install_inventory(self)
+        install_messaging(self, ssl_context=self._smtp_ssl_context)
+        self.audit = install_audit(self)
+        self.alerts = install_alerts(self)
 
     def _production_sync(self, orders: list[Any]) -> None:
         try:

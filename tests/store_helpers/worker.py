@@ -1,8 +1,9 @@
 """Subprocess side of the store's crash and concurrency tests.
 
 ``zygote DATA_DIR``: imports everything once, then on each ``fork`` line forks a
-writer child (so 50 kill -9 rounds do not pay 50 interpreter start-ups) and prints
-``pid N``; ``reap N`` waits for that child and prints ``reaped N``.
+writer child (so 50 kill -9 rounds do not pay 50 interpreter start-ups), which prints
+``writing N`` once its store is open; ``reap N`` waits for child N and prints
+``reaped N``.
 
 ``adder DATA_DIR PREFIX OTHER N``: after a ``go`` line, adds N orders and N notes one
 at a time, then waits until the other process's records are visible and prints a
@@ -58,6 +59,7 @@ def run_writer(data_dir: Path) -> None:
     store = open_store(data_dir)
     collection = store.collection("steps", Note, note_key, encrypted_fields=frozenset({"secret"}))
     step = int(store.meta.get("step", -1)) + 1  # redo a step a kill interrupted
+    print(f"writing {os.getpid()}", flush=True)
     while True:
         collection.put(step_note(step))
         store.orders.upsert_many([step_hot_order(step)])
@@ -77,7 +79,6 @@ def zygote(data_dir: Path) -> None:
                     run_writer(data_dir)
                 finally:
                     os._exit(1)
-            print(f"pid {pid}", flush=True)
         elif command == "reap":
             os.waitpid(int(argument), 0)
             print(f"reaped {argument}", flush=True)

@@ -25,7 +25,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tf_console.cli.data",
     "tf_console.cli.sandbox",
     "tf_console.cli.production",
+    "tf_console.cli.inventory",
     "tf_console.cli.console",
+    "tf_console.cli.messages",
+    "tf_console.cli.report",
+    "tf_console.cli.audit",
 )
 
 

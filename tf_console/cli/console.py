@@ -140,8 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not rt.marketplaces and not rt.disabled:
                 raise UserError("No marketplace is configured; run `tf-console doctor` to see what to set.")
             service = ConsoleService(rt, read_only=args.read_only)
-            label = "read-only" if args.read_only else ""
-            options = ConsoleOptions(mode_label=label, ansi=args.ansi, log_path=log_path)
+            options = ConsoleOptions(ansi=args.ansi, log_path=log_path)
             return await run_console(service, options, mouse=not args.no_mouse)
 
     return asyncio.run(main())

@@ -46,12 +46,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     from tf_console.context import AppContext
+    from tf_console.messaging import purge_message_bodies
 
     age = parse_age(args.older_than)
     ctx = AppContext.load(args.data_dir)
     store = ctx.open_store()
     try:
         count = store.orders.purge_pii(age, ctx.clock.now())
+        purge_message_bodies(store, ctx.clock)
     finally:
         store.close()
     days = age.total_seconds() / 86400

@@ -124,6 +124,7 @@ def register(sub: Any) -> None:
 
 @contextmanager
 def _opened(args: argparse.Namespace) -> Iterator[tuple[ProductionService, Any]]:
+    from tf_console.audit import AuditLog
     from tf_console.context import AppContext
 
     ctx = AppContext.load(args.data_dir)
@@ -137,6 +138,7 @@ def _opened(args: argparse.Namespace) -> Iterator[tuple[ProductionService, Any]]
             catalog_path=getattr(args, "catalog", None),
             printers_path=getattr(args, "printers", None),
         )
+        service.audit = AuditLog(store, ctx.clock).try_record
         yield service, store
     finally:
         store.close()

@@ -229,6 +229,12 @@ def cmd_creds_set(args: argparse.Namespace) -> int:
             f"{stored_in}; remove it there for the new value to take effect.",
             file=sys.stderr,
         )
+    from tf_console.alerts.credentials import note_credential_change
+
+    in_force = configured == value or name in ROTATING_VARIABLES
+    note_credential_change(
+        ctx, "creds.set", name, "ok", f"stored in {stored_in}", value=value if in_force else None
+    )
     return 0
 
 
@@ -298,4 +304,8 @@ def cmd_creds_delete(args: argparse.Namespace) -> int:
     remaining = value_origins(name, cwd=ctx.cwd, config_dir=ctx.config_dir, keyring=ctx.keyring)
     for origin in remaining:
         print(f"{name} is still set in {origin.location}; remove it there if it should go.")
+    from tf_console.alerts.credentials import note_credential_change
+
+    where = f"from {' and '.join(removed)}" if removed else "nothing was stored"
+    note_credential_change(ctx, "creds.delete", name, "ok" if removed else "nothing-deleted", where)
     return 0 if removed else 1

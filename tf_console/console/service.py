@@ -568,9 +568,17 @@ class ConsoleService:
 
     def build_index(self) -> int:
         """Blocking: summarise every order (hot shards first, then archives) into the index."""
+        return self.index_hot() + self.index_archive()
+
+    def index_hot(self) -> int:
+        """Blocking: the open and recent orders (the hot shards), what the first screen shows."""
         added = self._scan(include_archive=False)
         self.emit(ConsoleEvent(EventKind.INDEX, count=len(self.index)))
-        added += self._scan(include_archive=True)
+        return added
+
+    def index_archive(self) -> int:
+        """Blocking and long with a big history: every other order, archives included."""
+        added = self._scan(include_archive=True)
         self.index.mark_complete()
         self.emit(ConsoleEvent(EventKind.INDEX, count=len(self.index), done=True))
         return added
@@ -908,6 +916,18 @@ class ConsoleService:
 
     def move(self, job_id: str, where: Move) -> Future[list[str]]:
         return self.submit(lambda: self.production.move(job_id, where))
+
+    def apply_moves(self, moves: Sequence[tuple[str, Move]]) -> Future[list[str]]:
+        """Several moves in the order pressed, as one write job; returns the final queue order."""
+        steps = list(moves)
+
+        def run() -> list[str]:
+            order: list[str] = []
+            for job_id, where in steps:
+                order = self.production.move(job_id, where)
+            return order
+
+        return self.submit(run)
 
     def unpin(self, job_id: str) -> Future[list[str]]:
         return self.submit(lambda: self.production.unpin(job_id))

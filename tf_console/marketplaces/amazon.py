@@ -5,7 +5,10 @@ The one module that knows SP-API's wire format.  Reads use the Orders API
 deprecated and stop on 2027-03-27, so there is no v0 path here); shipments are
 confirmed with v0 ``confirmShipment`` (not deprecated); merchant-fulfilled stock is
 set with Listings Items ``patchListingsItem``; FBA stock is only read
-(``getInventorySummaries``).
+(``getInventorySummaries``).  Buyer messages use the Messaging API: only the two
+kinds a print shop needs and Amazon allows unprompted — ``createUnexpectedProblem``
+(a delay notice) and ``confirmCustomizationDetails`` — each after
+``getMessagingActionsForOrder`` lists it for the order.
 
 Every call goes through :class:`ApiClient` with the published per-operation
 limits (:data:`AMAZON_OPERATIONS`), corrected by ``x-amzn-RateLimit-Limit`` when
@@ -34,6 +37,7 @@ import functools
 import json
 import platform as host_platform
 import random
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +102,13 @@ CONFIRM_PATH = "/orders/v0/orders/{order_id}/shipmentConfirmation"
 LISTING_PATH = "/listings/2021-08-01/items/{seller_id}/{sku}"
 FBA_SUMMARIES_PATH = "/fba/inventory/v1/summaries"
 PARTICIPATIONS_PATH = "/sellers/v1/marketplaceParticipations"
+MESSAGING_ACTIONS_PATH = "/messaging/v1/orders/{order_id}"
+MESSAGE_PATH = "/messaging/v1/orders/{order_id}/messages/{message_type}"
+
+# Messaging API message types (the model's path segments) and their text limits.
+UNEXPECTED_PROBLEM = "unexpectedProblem"
+CONFIRM_CUSTOMIZATION = "confirmCustomizationDetails"
+MESSAGE_TEXT_LIMITS: dict[str, int] = {UNEXPECTED_PROBLEM: 2000, CONFIRM_CUSTOMIZATION: 800}
 
 PAGE_SIZE = 100
 #: ``*Before`` filters must be at least two minutes in the past; a little more absorbs clock skew.
@@ -122,6 +133,9 @@ AMAZON_OPERATIONS: dict[str, BucketSpec] = {
     "listings.patch": BucketSpec(5.0, 5),
     "inventory.summaries": BucketSpec(2.0, 2),
     "sellers.participations": BucketSpec(0.016, 15),  # Sellers API getMarketplaceParticipations
+    "messaging.actions": BucketSpec(1.0, 5),
+    f"messaging.{UNEXPECTED_PROBLEM}": BucketSpec(1.0, 5),
+    f"messaging.{CONFIRM_CUSTOMIZATION}": BucketSpec(1.0, 5),
 }
 
 _STATUSES: dict[str, OrderStatus] = {
@@ -753,6 +767,40 @@ def parse_participations(content: bytes) -> list[Participation]:
 
 
 # ---------------------------------------------------------------------------
+# Messaging
+
+_HTML_TAG = re.compile(r"<\s*/?\s*[A-Za-z][^>]*>")
+_EMAIL_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+
+
+def message_text_problem(message_type: str, text: str) -> str:
+    """Why Amazon would refuse ``text`` as a ``message_type`` message ("" when it is acceptable):
+    1 to 2,000 characters (800 for a customization check), no HTML and no e-mail address."""
+    limit = MESSAGE_TEXT_LIMITS.get(message_type)
+    if limit is None:
+        return f"{message_type} is not a message type this console sends on Amazon."
+    if not text.strip():
+        return "the message is empty"
+    if len(text) > limit:
+        return f"the message has {len(text)} characters; Amazon takes at most {limit}"
+    if _HTML_TAG.search(text):
+        return "the message contains HTML, which Amazon refuses"
+    if _EMAIL_ADDRESS.search(text):
+        return "the message contains an e-mail address, which Amazon refuses"
+    return ""
+
+
+def parse_messaging_actions(content: bytes) -> frozenset[str]:
+    """The names under ``_links.actions`` of a ``getMessagingActionsForOrder`` answer."""
+    body = _json(content)
+    links = body.get("_links") if isinstance(body, dict) else None
+    actions = links.get("actions") if isinstance(links, dict) else None
+    if not isinstance(actions, list):
+        raise MalformedResponse("Amazon did not list the messaging actions of the order.")
+    return frozenset(_text(_obj(action).get("name")) for action in actions if _text(_obj(action).get("name")))
+
+
+# ---------------------------------------------------------------------------
 # The marketplace
 
 
@@ -1088,6 +1136,54 @@ class AmazonMarketplace:
                 if not token:
                     break
         return found
+
+    # -- buyer messages ---------------------------------------------------------------------
+
+    async def get_messaging_actions_for_order(
+        self, order_id: str, *, marketplace_id: str | None = None
+    ) -> frozenset[str]:
+        """The message types Amazon allows for ``order_id`` right now (getMessagingActionsForOrder)."""
+        return await self.client.request_parsed(
+            "messaging.actions",
+            "GET",
+            self._url(MESSAGING_ACTIONS_PATH.format(order_id=quote(order_id, safe=""))),
+            params=[("marketplaceIds", marketplace_id or self.marketplace_ids[0])],
+            idempotent=True,
+            parse=lambda r: parse_messaging_actions(r.content),
+        )
+
+    async def _send_message(
+        self, message_type: str, order_id: str, text: str, marketplace_id: str | None
+    ) -> str:
+        problem = message_text_problem(message_type, text)
+        if problem:
+            raise PermanentError(
+                f"The message for Amazon order {order_id} was not sent: {problem}.", code="bad_message"
+            )
+        response = await self.client.request(
+            f"messaging.{message_type}",
+            "POST",
+            self._url(MESSAGE_PATH.format(order_id=quote(order_id, safe=""), message_type=message_type)),
+            params=[("marketplaceIds", marketplace_id or self.marketplace_ids[0])],
+            json={"text": text},
+            # A message cannot be read back: a lost answer is OutcomeUnknown, never re-sent here.
+            idempotent=False,
+            ok_statuses=frozenset({200, 201}),
+        )
+        return str(response.headers.get("x-amzn-requestid", ""))
+
+    async def create_unexpected_problem(
+        self, order_id: str, text: str, *, marketplace_id: str | None = None
+    ) -> str:
+        """Tell the buyer of ``order_id`` about a problem (a delay); returns Amazon's request id.
+        Raises PermanentError (nothing sent) for a text Amazon would refuse."""
+        return await self._send_message(UNEXPECTED_PROBLEM, order_id, text, marketplace_id)
+
+    async def create_confirm_customization_details(
+        self, order_id: str, text: str, *, marketplace_id: str | None = None
+    ) -> str:
+        """Ask the buyer of ``order_id`` to confirm the personalisation (confirmCustomizationDetails)."""
+        return await self._send_message(CONFIRM_CUSTOMIZATION, order_id, text, marketplace_id)
 
     # -- credentials ----------------------------------------------------------------------
 

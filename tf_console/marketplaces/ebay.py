@@ -114,6 +114,13 @@ SELLER_LIST_SPAN = timedelta(days=119)  # GetSellerList's time window must stay 
 MOD_TIME_LAG = timedelta(minutes=2)  # eBay: ModTimeTo = now - 2 min so late-indexed changes are not missed
 HISTORY = timedelta(days=90)  # eBay keeps no older orders and refuses older ModTimeFrom values
 HISTORY_MARGIN = timedelta(minutes=10)  # our clock and eBay's differ; stay clear of the 90-day edge
+# AddMemberMessageAAQToPartner: allowed only within 90 days of the sale, about 75 calls a minute
+# per seller; eBay's schema caps the subject at 100 and the body at 2,000 characters.
+MESSAGE_CALL = "AddMemberMessageAAQToPartner"
+MESSAGE_WINDOW = timedelta(days=90)
+MESSAGE_SUBJECT_MAX = 100
+MESSAGE_BODY_MAX = 2000
+MESSAGE_BUCKET = BucketSpec(75 / 60, 5)
 MAX_PAGES = 500
 MAX_PASSES = 3
 # A 100-order page has about 25,000 tags; the cap keeps a hostile answer's tree small in memory.
@@ -1038,6 +1045,46 @@ class EbayMarketplace:
             PushState.APPLIED, answer=f"eBay listing(s) {', '.join(applied)} now offer {quantity} of {sku}."
         )
 
+    # -- buyer messages ------------------------------------------------------------
+
+    async def add_member_message_aaq_to_partner(
+        self, *, item_id: str, recipient_id: str, subject: str, body: str, sold_at: datetime
+    ) -> None:
+        """Send the buyer ``recipient_id`` of listing ``item_id`` a message through eBay.
+
+        Raises PermanentError (nothing sent) past eBay's 90 days after the sale or for a
+        message eBay would refuse, OutcomeUnknown when the answer was lost (never re-sent)."""
+        age = self.client.clock.now() - sold_at
+        if age > MESSAGE_WINDOW:
+            raise PermanentError(
+                f"eBay lets a seller message a buyer only within 90 days of the sale; item {item_id} was "
+                f"sold {age.days} days ago, so nothing was sent.",
+                code="message_window",
+            )
+        problem = ""
+        if not item_id or not recipient_id:
+            problem = "the listing or the buyer's eBay user id is missing"
+        elif not body.strip() or not subject.strip():
+            problem = "the subject or the body is empty"
+        elif len(subject) > MESSAGE_SUBJECT_MAX:
+            problem = f"the subject has {len(subject)} characters; eBay takes at most {MESSAGE_SUBJECT_MAX}"
+        elif len(body) > MESSAGE_BODY_MAX:
+            problem = f"the body has {len(body)} characters; eBay takes at most {MESSAGE_BODY_MAX}"
+        if problem:
+            raise PermanentError(
+                f"The eBay message about item {item_id} was not sent: {problem}.", code="bad_message"
+            )
+
+        def fill(root: ET.Element) -> None:
+            _sub(root, "ItemID", item_id)
+            message = _sub(root, "MemberMessage")
+            _sub(message, "Subject", subject)
+            _sub(message, "Body", body)
+            _sub(message, "QuestionType", "CustomizedSubject")
+            _sub(message, "RecipientID", recipient_id)
+
+        await self._call(MESSAGE_CALL, fill, lambda _e: None, idempotent=False, side_effect=True)
+
     # -- credentials ---------------------------------------------------------------
 
     async def check_credentials(self) -> CredentialCheck:
@@ -1133,7 +1180,10 @@ def create_ebay_marketplace(
     limiter = RateLimiter(
         PLATFORM,
         clock,
-        operations={"token": TOKEN_BUCKET.scaled(rate_scale)},
+        operations={
+            "token": TOKEN_BUCKET.scaled(rate_scale),
+            MESSAGE_CALL: MESSAGE_BUCKET.scaled(rate_scale),
+        },
         default=TRADING_BUCKET.scaled(rate_scale),
         per_minute_cap=rate_limit_per_minute,
         daily=EBAY_TRADING_DAILY,

@@ -28,7 +28,7 @@ import decimal
 import json
 import math
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -67,7 +67,7 @@ from tf_console.marketplaces.deps import PlatformDeps
 from tf_console.marketplaces.health import HealthRecorder, Sink
 from tf_console.marketplaces.http import ApiClient, ClientSettings, PlatformHooks
 from tf_console.marketplaces.ratelimit import BucketSpec, DailyBudgetSpec, RateLimiter, RateUpdate
-from tf_console.marketplaces.redact import REDACTOR, Redactor
+from tf_console.marketplaces.redact import REDACTOR, Redactor, redacting_logger
 from tf_console.models import (
     Address,
     LineItem,
@@ -77,6 +77,8 @@ from tf_console.models import (
     Platform,
     Shipment,
 )
+
+log = redacting_logger(__name__)
 
 PLATFORM = Platform.ETSY
 API_PREFIX = "/v3/application"
@@ -149,19 +151,30 @@ def carrier_codes() -> frozenset[str]:
     return frozenset({str(entry["carrier_name"]).lower() for entry in raw} | {"other"})
 
 
-def tracking_body(shipment: Shipment) -> dict[str, str]:
+def tracking_body(shipment: Shipment, note: str = "") -> dict[str, str]:
     """The createReceiptShipment body.  A carrier Etsy does not list is sent as ``other`` (an
-    unknown name can silently lose the tracking) and named for the buyer in ``note_to_buyer``."""
+    unknown name can silently lose the tracking) and named for the buyer in ``note_to_buyer``;
+    the shipment's own ``note_to_buyer`` (or, without one, ``note``) follows that sentence."""
     code = shipment.carrier.strip().lower()
     body = {"tracking_code": shipment.tracking.strip()}
+    notes: list[str] = []
     if code in carrier_codes() and code != "other":
         body["carrier_name"] = code
-        return body
-    body["carrier_name"] = "other"
-    name = (shipment.carrier_name or shipment.carrier).strip()
-    if name and name.lower() != "other":
-        body["note_to_buyer"] = f"Shipped with {name}, tracking number {shipment.tracking.strip()}."
+    else:
+        body["carrier_name"] = "other"
+        name = (shipment.carrier_name or shipment.carrier).strip()
+        if name and name.lower() != "other":
+            notes.append(f"Shipped with {name}, tracking number {shipment.tracking.strip()}.")
+    extra = (shipment.note_to_buyer or note).strip()
+    if extra:
+        notes.append(extra)
+    if notes:
+        body["note_to_buyer"] = " ".join(notes)
     return body
+
+
+#: Gives the note for a shipment that carries none (opted-in customer updates install one).
+ShipmentNote = Callable[[Order, Shipment], str]
 
 
 # ---------------------------------------------------------------------------
@@ -659,6 +672,7 @@ class EtsyMarketplace:
         self._shop_id = shop_id
         self.shop_id_source = SHOP_VARIABLE if shop_id else ""
         self.user_id: str | None = None
+        self.shipment_note: ShipmentNote | None = None
 
     # -- shop ------------------------------------------------------------------
 
@@ -830,7 +844,7 @@ class EtsyMarketplace:
 
     async def confirm_shipment(self, order: Order, shipment: Shipment) -> ShipmentResult:
         shop_id = await self.ensure_shop_id()
-        body = tracking_body(shipment)
+        body = tracking_body(shipment, self._note_for(order, shipment))
         try:
             codes, _shipped = await self.client.request_parsed(
                 "receipts.tracking",
@@ -859,6 +873,15 @@ class EtsyMarketplace:
             answer=f"Etsy accepted the shipment but receipt {order.order_id} does not show tracking "
             f"{shipment.tracking} yet; it will be checked again, never re-sent.",
         )
+
+    def _note_for(self, order: Order, shipment: Shipment) -> str:
+        if self.shipment_note is None or shipment.note_to_buyer:
+            return ""
+        try:
+            return self.shipment_note(order, shipment)
+        except Exception:  # a broken note must never stop a shipment confirmation
+            log.exception("the note for the buyer could not be made; the shipment goes without it")
+            return ""
 
     async def read_shipments(self, order: Order) -> RemoteShipments:
         body = await self._get_receipt(order.order_id)

@@ -17,6 +17,13 @@
 ``[[title_rules]]``
     The fallback for items whose SKU is empty (Etsy allows that) or matched no rule:
     every word in ``keywords`` must appear in the title (whole words, any case).
+``[stock."SKU"]``
+    Inventory sync settings of one stock SKU (the shelf item) or one printed SKU sold
+    made to order (see :mod:`tf_console.inventory`): ``buffer`` (units held back from
+    the marketplaces), ``made_to_order = true`` with ``max`` (the most ever offered)
+    and ``lead_days`` (the promised lead time), ``sync = false`` (never push it), and
+    ``amazon`` / ``ebay`` / ``etsy``: the listing SKU(s) on that marketplace when they
+    differ from this SKU (a name or a list; ``[]`` = never push there).
 
 SKUs and keywords compare case-insensitively: hand-typed Etsy SKUs vary in case,
 and no shop keeps two SKUs that differ only by it.
@@ -47,7 +54,9 @@ _PROFILE_KEYS = frozenset(
 )
 _RULE_KEYS = frozenset({"sku", "prefix", "glob", "kind", "profile", "stock_sku", "platform", "name"})
 _TITLE_RULE_KEYS = frozenset({"keywords", "kind", "profile", "stock_sku", "platform", "name"})
-_TOP_KEYS = frozenset({"profiles", "rules", "title_rules"})
+_STOCK_KEYS = frozenset({"buffer", "max", "made_to_order", "lead_days", "sync", "amazon", "ebay", "etsy"})
+_LISTING_KEYS: tuple[Platform, ...] = (Platform.AMAZON, Platform.EBAY, Platform.ETSY)
+_TOP_KEYS = frozenset({"profiles", "rules", "title_rules", "stock"})
 NO_RULE = "no catalog rule matched"
 
 
@@ -157,10 +166,29 @@ class Classification:
 
 
 @dataclass(frozen=True)
+class StockSettings:
+    """A ``[stock."SKU"]`` table: how one SKU's quantity is published on the marketplaces."""
+
+    sku: str
+    buffer: int | None = None  # None: the shop-wide default (TF_STOCK_BUFFER)
+    max: int | None = None  # made to order: the most ever offered (None: TF_MADE_TO_ORDER_MAX)
+    made_to_order: bool = False
+    lead_days: float | None = None  # made to order: the promised lead time (None: the default)
+    sync: bool = True
+    #: listing SKUs per marketplace when they differ from ``sku``; an empty tuple = never push there
+    listings: Mapping[Platform, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Catalog:
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     rules: tuple[SkuRule, ...] = ()
     title_rules: tuple[TitleRule, ...] = ()
+    #: ``[stock."SKU"]`` tables keyed by the casefolded SKU
+    stock: Mapping[str, StockSettings] = field(default_factory=dict)
+
+    def stock_settings(self, sku: str) -> StockSettings | None:
+        return self.stock.get(sku.strip().casefold())
 
     def classify(self, platform: Platform, sku: str, title: str) -> Classification:
         folded = sku.strip().casefold()
@@ -321,6 +349,71 @@ def _tables(doc: Mapping[str, Any], key: str, path: Path | str, lines: LineFinde
     return value
 
 
+def _whole(value: Any, key: str, what: str, path: Path | str, line: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigFileError(path, line, f"{what}: {key} must be a whole number of units, 0 or more")
+    return value
+
+
+def _parse_stock(
+    sku: str, table: Any, rules: tuple[SkuRule, ...], path: Path | str, lines: LineFinder
+) -> StockSettings:
+    header = lines.table("stock", sku)
+    what = f"stock SKU {sku!r}"
+    if not isinstance(table, dict):
+        raise ConfigFileError(path, header, f'{what} must be a table ([stock."{sku}"])')
+    check_keys(table, _STOCK_KEYS, what, path, lines, header)
+
+    def at(key: str) -> int | None:
+        return lines.key(key, header)
+
+    flags = {}
+    for key in ("made_to_order", "sync"):
+        value = table.get(key, key == "sync")
+        if not isinstance(value, bool):
+            raise ConfigFileError(path, at(key), f"{what}: {key} must be true or false")
+        flags[key] = value
+    buffer = _whole(table["buffer"], "buffer", what, path, at("buffer")) if "buffer" in table else None
+    most = _whole(table["max"], "max", what, path, at("max")) if "max" in table else None
+    lead = (
+        _number(table["lead_days"], "lead_days", what, path, at("lead_days"))
+        if "lead_days" in table
+        else None
+    )
+    if not flags["made_to_order"]:
+        for key in ("max", "lead_days"):
+            if key in table:
+                raise ConfigFileError(path, at(key), f"{what}: {key} belongs to made_to_order = true SKUs")
+    elif not any(
+        rule.target.kind is ItemKind.PRINT and rule.matches(platform, sku.casefold())
+        for rule in rules
+        for platform in _LISTING_KEYS
+    ):
+        raise ConfigFileError(
+            path, at("made_to_order"), f"{what} is made to order but no print rule matches it; add one"
+        )
+    listings: dict[Platform, tuple[str, ...]] = {}
+    for platform in _LISTING_KEYS:
+        if platform.value not in table:
+            continue
+        raw = table[platform.value]
+        names = [raw] if isinstance(raw, str) else raw
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ConfigFileError(
+                path, at(platform.value), f"{what}: {platform.value} must be a listing SKU or a list of them"
+            )
+        listings[platform] = tuple(dict.fromkeys(n.strip() for n in names))
+    return StockSettings(
+        sku=sku,
+        buffer=buffer,
+        max=most,
+        made_to_order=flags["made_to_order"],
+        lead_days=lead,
+        sync=flags["sync"],
+        listings=listings,
+    )
+
+
 def parse_catalog(text: str, path: Path | str) -> Catalog:
     """A catalog from TOML text; :class:`ConfigFileError` names the line and the problem."""
     doc = parse_toml(text, path)
@@ -368,7 +461,23 @@ def parse_catalog(text: str, path: Path | str) -> Catalog:
             )
         target = _parse_target(table, what, profiles, path, header, lines)
         title_rules.append(TitleRule.build(number, tuple(w.strip() for w in words), target))
-    return Catalog(profiles, tuple(rules), tuple(title_rules))
+    raw_stock = doc.get("stock", {})
+    if not isinstance(raw_stock, dict):
+        raise ConfigFileError(
+            path, lines.top_level("stock"), 'stock must be tables like [stock."STK-NOZZLE-04"]'
+        )
+    stock: dict[str, StockSettings] = {}
+    for sku, table in raw_stock.items():
+        settings = _parse_stock(sku.strip(), table, tuple(rules), path, lines)
+        folded = settings.sku.casefold()
+        if not folded or folded in stock:
+            raise ConfigFileError(
+                path,
+                lines.table("stock", sku),
+                f"stock SKU {sku!r} is empty or listed twice (SKUs ignore case)",
+            )
+        stock[folded] = settings
+    return Catalog(profiles, tuple(rules), tuple(title_rules), stock)
 
 
 def load_catalog(path: Path) -> Catalog:

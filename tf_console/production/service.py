@@ -17,6 +17,7 @@ printed units are the units of its printed plates.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -76,6 +77,11 @@ from tf_console.production.scheduler import (
 from tf_console.production.tomlfile import WatchedToml
 
 M = TypeVar("M", bound=BaseModel)
+
+log = logging.getLogger(__name__)
+
+#: (action, target, outcome, detail): the audit trail's ``record`` (tf_console.audit sits above this layer)
+AuditHook = Callable[[str, str, str, str], object]
 
 JOBS_COLLECTION = "jobs"
 RUNS_COLLECTION = "plate_runs"
@@ -225,6 +231,11 @@ def _with_history(job: PrintJob, now: datetime, note: str, **changes: Any) -> Pr
     return job.model_copy(update={**changes, "history": history, "updated_at": now})
 
 
+def _last_note(job: PrintJob) -> str:
+    """The job's newest history note without its time stamp."""
+    return job.history[-1].partition("Z ")[2] if job.history else ""
+
+
 def _units(n: int) -> str:
     return f"{n} unit" if n == 1 else f"{n} units"
 
@@ -241,7 +252,9 @@ class ProductionService:
         timezone: str,
         clock: Clock = SYSTEM_CLOCK,
         lock: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+        audit: AuditHook | None = None,
     ) -> None:
+        self.audit = audit  # every operator action on the queue or the catalog is recorded through it
         self._jobs = jobs
         self._runs = runs
         self._ratios = ratios
@@ -354,9 +367,14 @@ class ProductionService:
             self._catalog.path, sku, kind, profile=profile, stock_sku=stock_sku, platform=platform
         )
         self._catalog.replace(result.catalog)
+        what = kind.value + (f", profile {profile}" if profile else "")
+        what += (f", stock {stock_sku}" if stock_sku else "") + (f" on {platform.label}" if platform else "")
         if orders is None:
+            self._audit("catalog.assign", f"SKU {sku}", what, result.action)
             return Assignment(result)
         reclassified, change = self.reclassify_open_orders(orders)
+        what += f"; {reclassified} open order(s) re-classified, {change.summary()}"
+        self._audit("catalog.assign", f"SKU {sku}", what, result.action)
         return Assignment(result, reclassified, change)
 
     # -- sync ---------------------------------------------------------------------------
@@ -737,6 +755,8 @@ class ProductionService:
                     changed.append(current.model_copy(update={"pin": pin, "updated_at": now}))
             if changed:
                 self._jobs.put_many(changed)
+            place = f"now {order.index(job.job_id) + 1} of {len(order)}"
+            self._audit("queue.move", job.job_id, f"moved {where}: {place}")
             return order
 
     def unpin(self, ref: str) -> list[str]:
@@ -747,6 +767,7 @@ class ProductionService:
                 updated = _with_history(job, self._clock.now(), "unpinned", pin=None)
                 self._jobs.put(updated)
                 jobs[job.job_id] = updated
+                self._audit("queue.unpin", job.job_id, "unpinned")
             return queue_order(self._input(jobs.values(), self._runs.all()))
 
     def set_priority(self, ref: str, priority: Priority) -> PrintJob:
@@ -755,7 +776,7 @@ class ProductionService:
                 return job
             return _with_history(job, now, f"priority {priority.value}", priority=priority)
 
-        return self._change(ref, "set its priority", prioritise)
+        return self._change(ref, "set its priority", prioritise, action="queue.priority")
 
     def hold(self, ref: str) -> PrintJob:
         def hold(job: PrintJob, now: datetime) -> PrintJob:
@@ -768,7 +789,7 @@ class ProductionService:
                 )
             return _with_history(job, now, "held", state=JobState.HELD)
 
-        return self._change(ref, "hold", hold)
+        return self._change(ref, "hold", hold, action="queue.hold")
 
     def release(self, ref: str) -> PrintJob:
         def release(job: PrintJob, now: datetime) -> PrintJob:
@@ -777,7 +798,7 @@ class ProductionService:
             flag = "" if job.flag in (AWAITING_PAYMENT, CANCEL_REQUESTED) else job.flag
             return _with_history(job, now, "released", state=JobState.QUEUED, flag=flag)
 
-        return self._change(ref, "release", release)
+        return self._change(ref, "release", release, action="queue.release")
 
     def mark_packed(self, ref: str) -> PrintJob:
         def pack(job: PrintJob, now: datetime) -> PrintJob:
@@ -792,6 +813,7 @@ class ProductionService:
             job = self._resolve(jobs, ref)
             updated = pack(job, self._clock.now())
             self._jobs.put(updated)
+            self._audit("queue.packed", updated.job_id, "packed")
             return updated
 
     def _active(self, jobs: Mapping[str, PrintJob], ref: str, verb: str) -> PrintJob:
@@ -804,14 +826,26 @@ class ProductionService:
             )
         return job
 
-    def _change(self, ref: str, verb: str, fn: Callable[[PrintJob, datetime], PrintJob]) -> PrintJob:
+    def _change(
+        self, ref: str, verb: str, fn: Callable[[PrintJob, datetime], PrintJob], *, action: str = ""
+    ) -> PrintJob:
         with self._lock():
             jobs = {j.job_id: j for j in self._jobs.all()}
             job = self._active(jobs, ref, verb)
             updated = fn(job, self._clock.now())
             if updated is not job:
                 self._jobs.put(updated)
+                if action:
+                    self._audit(action, updated.job_id, _last_note(updated))
             return updated
+
+    def _audit(self, action: str, target: str, detail: str, outcome: str = "ok") -> None:
+        if self.audit is None:
+            return
+        try:
+            self.audit(action, target, outcome, detail)
+        except Exception as exc:  # the change is made; a full disk must not undo it or hide it as a failure
+            log.warning("could not record %s in the audit trail: %s", action, type(exc).__name__)
 
     # -- printing --------------------------------------------------------------------------
 
@@ -916,6 +950,8 @@ class ProductionService:
                 )
             self._runs.put(run)
             self._jobs.put_many(changed)
+            plated = ", ".join(f"{jid} ×{units}" for jid, units in allocations.items())
+            self._audit("queue.start", job.job_id, f"plate {run.run_id} on {chosen.name}: {plated}")
             return run
 
     def _remaining(self, job: PrintJob, progress: _Progress) -> int:
@@ -978,6 +1014,8 @@ class ProductionService:
                 changed.append(self._after_plate(current, progress, now, note, failed=False))
             self._runs.put(finished)
             self._jobs.put_many(changed)
+            note = f"plate {run.run_id} on {run.printer}" + (f"; {learned}" if learned else "")
+            self._audit("queue.printed", job.job_id, note)
             return finished
 
     def mark_failed(self, ref: str, printer: str | None = None, reason: str = "") -> PlateRun:
@@ -1003,6 +1041,7 @@ class ProductionService:
                 changed.append(self._after_plate(current, progress, now, note, failed=True))
             self._runs.put(failed)
             self._jobs.put_many(changed)
+            self._audit("queue.failed", job.job_id, f"plate {run.run_id} on {run.printer} failed{why}")
             return failed
 
     def _after_plate(

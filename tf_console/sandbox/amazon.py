@@ -30,7 +30,17 @@ route name                                                 path
                                                            {sellerId}/{sku}``
 ``amazon.inventory.summaries``                             ``GET /fba/inventory/v1/summaries``
 ``amazon.sellers.participations``                          ``GET /sellers/v1/marketplaceParticipations``
+``amazon.messaging.actions``                               ``GET /messaging/v1/orders/{orderId}``
+``amazon.messaging.unexpectedProblem`` /                   ``POST …/orders/{orderId}/messages/
+``amazon.messaging.confirmCustomizationDetails``           unexpectedProblem`` (or ``confirm…``)
 =========================================================  ==========================
+
+Messaging follows the model in ``messaging.json``: ``getMessagingActionsForOrder`` lists
+``unexpectedProblem`` for an order that is not cancelled and ``confirmCustomizationDetails``
+for one with a personalised line that is not shipped or cancelled; sending a type the order
+does not list, an empty or too long text (2,000 characters; 800 for a customization check),
+HTML or an e-mail address is refused with 400 ``InvalidInput``; a sent message answers 201 and
+is kept in :attr:`AmazonShopSimulator.messages`.
 
 For crash tests: ``confirmations`` lists every shipment confirmation Amazon accepted;
 ``sandbox.log.count("amazon.shipment.confirm", applied_only=True)`` (or
@@ -95,7 +105,25 @@ RATES: dict[str, ServerRate] = {
     "amazon.listings.patch": ServerRate(5.0, 5),
     "amazon.inventory.summaries": ServerRate(2.0, 2),
     "amazon.sellers.participations": ServerRate(0.016, 15),
+    "amazon.messaging.actions": ServerRate(1.0, 5),
+    "amazon.messaging.unexpectedProblem": ServerRate(1.0, 5),
+    "amazon.messaging.confirmCustomizationDetails": ServerRate(1.0, 5),
 }
+
+MESSAGING_ACTIONS_PATH = "/messaging/v1/orders/{orderId}"
+MESSAGE_TEXT_LIMITS: dict[str, int] = {"unexpectedProblem": 2000, "confirmCustomizationDetails": 800}
+_HTML_TAG = re.compile(r"<\s*/?\s*[A-Za-z][^>]*>")
+_EMAIL_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+
+
+@dataclass(frozen=True, slots=True)
+class SentBuyerMessage:
+    """One Messaging API message Amazon accepted (for exactly-once checks)."""
+
+    order_id: str
+    message_type: str
+    text: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,6 +433,7 @@ class AmazonShopSimulator(_AmazonAnswers):
         self._ship_times: dict[str, datetime] = {}  # GenShipment.shipment_id -> shipDate given
         self.confirmations: list[Confirmation] = []
         self.listing_patches: list[tuple[str, dict[str, Any]]] = []
+        self.messages: list[SentBuyerMessage] = []
         self.listings: dict[str, SimListing] = {}
         self.fba: dict[str, FbaStockLevel] = {}
         self._seed_shop(now)
@@ -552,6 +581,14 @@ class AmazonShopSimulator(_AmazonAnswers):
         add("PATCH", LISTING_PATH, self._listing_patch, "amazon.listings.patch")
         add("GET", FBA_PATH, self._fba_summaries, "amazon.inventory.summaries")
         add("GET", PARTICIPATIONS_PATH, self._participations, "amazon.sellers.participations")
+        add("GET", MESSAGING_ACTIONS_PATH, self._messaging_actions, "amazon.messaging.actions")
+        for message_type in MESSAGE_TEXT_LIMITS:
+            add(
+                "POST",
+                f"{MESSAGING_ACTIONS_PATH}/messages/{message_type}",
+                self._message_handler(message_type),
+                f"amazon.messaging.{message_type}",
+            )
 
     def describe(self) -> dict[str, str]:
         return {
@@ -1235,6 +1272,81 @@ class AmazonShopSimulator(_AmazonAnswers):
             200,
             match,
         )
+
+
+    # -- messaging ------------------------------------------------------------------------------
+
+    def allowed_messages(self, order: GenOrder) -> list[str]:
+        """The message types getMessagingActionsForOrder lists for ``order`` now."""
+        if order.status is GenStatus.CANCELLED:
+            return []
+        allowed = ["unexpectedProblem"]
+        personalised = any(line.personalisation for line in order.lines)
+        if personalised and order.status is not GenStatus.SHIPPED:
+            allowed.append("confirmCustomizationDetails")
+        return allowed
+
+    def _messaging_order(
+        self, request: SandboxRequest, match: RouteMatch
+    ) -> GenOrder | SandboxResponse:
+        refused = self._refused(request, match)
+        if refused:
+            return refused
+        wanted = _csv_param(request, "marketplaceIds")
+        if wanted != [self.marketplace.marketplace_id]:
+            return self._bad(match, "marketplaceIds must name the one marketplace of the order.")
+        order = self.book.get(match.params["orderId"])
+        if order is None:
+            return self.answer(
+                _error_body("NotFound", f"Order {match.params['orderId']} was not found."), 404, match
+            )
+        return order
+
+    def _messaging_actions(self, request: SandboxRequest, match: RouteMatch) -> SandboxResponse:
+        found = self._messaging_order(request, match)
+        if isinstance(found, SandboxResponse):
+            return found
+        base = f"/messaging/v1/orders/{found.order_id}"
+        query = f"?marketplaceIds={self.marketplace.marketplace_id}"
+        actions = [
+            {"href": f"{base}/messages/{name}{query}", "name": name} for name in self.allowed_messages(found)
+        ]
+        embedded = [
+            {
+                "_links": {
+                    "schema": {"href": f"{base}/messages/{a['name']}/schema", "name": a["name"]},
+                    "self": {"href": a["href"], "name": a["name"]},
+                }
+            }
+            for a in actions
+        ]
+        body = {
+            "_links": {"actions": actions, "self": {"href": f"{base}{query}"}},
+            "_embedded": {"actions": embedded},
+        }
+        return self.answer(body, 200, match)
+
+    def _message_handler(self, message_type: str) -> Callable[[SandboxRequest, RouteMatch], SandboxResponse]:
+        def send(request: SandboxRequest, match: RouteMatch) -> SandboxResponse:
+            found = self._messaging_order(request, match)
+            if isinstance(found, SandboxResponse):
+                return found
+            if message_type not in self.allowed_messages(found):
+                return self._bad(match, f"{message_type} is not available for order {found.order_id}.")
+            try:
+                body = request.json()
+            except ValueError:
+                return self._bad(match, "The request body is not valid JSON.")
+            text = body.get("text") if isinstance(body, dict) else None
+            limit = MESSAGE_TEXT_LIMITS[message_type]
+            if not isinstance(text, str) or not 1 <= len(text) <= limit:
+                return self._bad(match, f"text must be 1 to {limit} characters.")
+            if _HTML_TAG.search(text) or _EMAIL_ADDRESS.search(text):
+                return self._bad(match, "text must not contain HTML or e-mail addresses.")
+            self.messages.append(SentBuyerMessage(found.order_id, message_type, text, self._sandbox.now()))
+            return self.answer({}, 201, match)
+
+        return send
 
 
 @dataclass(slots=True)

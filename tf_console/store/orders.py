@@ -36,7 +36,14 @@ from tf_console.crypto import Cipher
 from tf_console.models import Order, Platform, order_key
 from tf_console.store.core import StoreCore
 from tf_console.store.errors import StoreError
-from tf_console.store.storage import Doc, Signature, TableFile, doc_id_for, file_signature
+from tf_console.store.storage import (
+    Doc,
+    Signature,
+    TableFile,
+    collector_paused,
+    doc_id_for,
+    file_signature,
+)
 
 TABLE = "orders"
 PII_FIELD = "_pii"
@@ -46,6 +53,7 @@ CLOSED_STATUSES = frozenset({"shipped", "cancelled"})
 _ARCHIVE_NAME = re.compile(r"^archive-(\d{4})-(\d{2})\.json$")
 
 Merge = Callable[[Order | None, Order], Order | None]
+_Memo = dict[Path, dict[str, Doc]]
 
 
 @dataclass(frozen=True)
@@ -158,16 +166,16 @@ class OrderRepository:
     # -- encoding ----------------------------------------------------------------
 
     def _decode(self, doc: Doc, where: Path, *, include_pii: bool = True) -> Order:
-        data = {name: value for name, value in doc.items() if name != PII_FIELD}
         token = doc.get(PII_FIELD)
+        data = doc  # Order ignores the unknown "_pii" key, so a document without PII validates as it is
         if include_pii and token:
             pii = self._core.open_envelope(token, where)
-            data["buyer"] = pii.get("buyer")
+            data = {**doc, "buyer": pii.get("buyer")}
             personalisations = pii.get("personalisation")
             if personalisations:
                 data["items"] = [
                     {**item, "personalisation": text}
-                    for item, text in zip(data["items"], personalisations, strict=False)
+                    for item, text in zip(doc["items"], personalisations, strict=False)
                 ]
         try:
             return Order.model_validate(data)
@@ -191,8 +199,14 @@ class OrderRepository:
                 clear[PII_FIELD] = self._core.seal(pii)
         return clear
 
-    def _stored(self, table_file: TableFile, doc_id: int, key: str) -> Doc | None:
-        doc = table_file.get(doc_id)
+    def _stored(self, table_file: TableFile, doc_id: int, key: str, memo: _Memo | None = None) -> Doc | None:
+        if memo is None:
+            doc = table_file.get(doc_id)
+        else:
+            docs = memo.get(table_file.path)
+            if docs is None:
+                docs = memo[table_file.path] = table_file.documents()
+            doc = docs.get(str(doc_id))
         if doc is None:
             return None
         if document_key(doc) != key:
@@ -202,21 +216,25 @@ class OrderRepository:
             )
         return doc
 
-    def _locate(self, key: str, created_at: datetime | None) -> tuple[TableFile | None, Doc | None]:
+    def _locate(
+        self, key: str, created_at: datetime | None, memo: _Memo | None = None
+    ) -> tuple[TableFile | None, Doc | None]:
+        """Where ``key`` is stored.  ``memo`` keeps each file's documents for one locked batch,
+        so a batch spread over many archive months reads each month once."""
         doc_id = doc_id_for(key)
         hot = self._hot(doc_id)
-        doc = self._stored(hot, doc_id, key)
+        doc = self._stored(hot, doc_id, key, memo)
         if doc is not None:
             return hot, doc
         if created_at is not None:
             archive = self._archive(month_of(created_at))
-            doc = self._stored(archive, doc_id, key)
+            doc = self._stored(archive, doc_id, key, memo)
             if doc is not None:
                 return archive, doc
             return None, None
         for archive in reversed(self.archive_files()):
             if str(doc_id) in self._ids_in(archive):
-                doc = self._stored(archive, doc_id, key)
+                doc = self._stored(archive, doc_id, key, memo)
                 if doc is not None:
                     return archive, doc
         return None, None
@@ -248,32 +266,36 @@ class OrderRepository:
         Not a snapshot: an order changed meanwhile may come in its old or new version.
         An order re-opened (moved from an archive back to a hot shard) while we read is
         caught by re-reading the hot shards that changed.  ``include_pii=False`` skips
-        decryption (buyer and personalisation come back empty), which export uses.
+        decryption (buyer and personalisation come back empty).
         """
+        for doc, where in self._documents(include_archive):
+            yield self._decode(doc, where, include_pii=include_pii)
+
+    def iter_documents(self, include_archive: bool = True) -> Iterator[Doc]:
+        """Every order's stored document once, as :meth:`iter_all` walks them (read only).
+
+        The clear part of an order as ``Order.model_dump(mode="json")`` wrote it, with
+        the buyer empty and the PII envelope under ``_pii``: bulk readers (export) use
+        it to skip model validation.
+        """
+        for doc, _ in self._documents(include_archive):
+            yield doc
+
+    def _documents(self, include_archive: bool) -> Iterator[tuple[Doc, Path]]:
         self._core.ensure_open()
         seen: set[str] = set()
         hot_signatures: list[tuple[TableFile, Signature | None]] = []
         for hot in self.hot_files():
             signature, docs = hot.documents_with_signature()
             hot_signatures.append((hot, signature))
-            yield from self._unseen(docs, hot.path, seen, include_pii)
+            yield from _unseen(docs, hot.path, seen)
         if not include_archive:
             return
         for archive in self.archive_files():
-            yield from self._unseen(archive.documents(), archive.path, seen, include_pii)
+            yield from _unseen(archive.documents(), archive.path, seen)
         for hot, signature in hot_signatures:
             if file_signature(hot.path) != signature:
-                yield from self._unseen(hot.documents(), hot.path, seen, include_pii)
-
-    def _unseen(
-        self, docs: dict[str, Doc], where: Path, seen: set[str], include_pii: bool
-    ) -> Iterator[Order]:
-        for doc in list(docs.values()):
-            key = document_key(doc)
-            if key in seen:
-                continue
-            seen.add(key)
-            yield self._decode(doc, where, include_pii=include_pii)
+                yield from _unseen(hot.documents(), hot.path, seen)
 
     def open_orders(self) -> list[Order]:
         """Orders still to be dealt with (pending, unshipped, partially shipped), oldest first."""
@@ -306,14 +328,15 @@ class OrderRepository:
         incoming = list(orders)
         if not incoming:
             return UpsertResult()
-        with self._core.lock():
+        with self._core.lock(), collector_paused():
             now = self._core.clock.now()
             slots: dict[str, _Slot] = {}
+            memo: _Memo = {}
             for order in incoming:
                 key = order.key
                 slot = slots.get(key)
                 if slot is None:
-                    source, stored = self._locate(key, order.created_at)
+                    source, stored = self._locate(key, order.created_at, memo)
                     slot = slots[key] = _Slot(key, doc_id_for(key), source, stored)
                 if merge is None:
                     result: Order | None = order
@@ -452,6 +475,14 @@ class OrderRepository:
             count += 1
         self._write(puts, {}, archives_first=True)
         return count
+
+
+def _unseen(docs: dict[str, Doc], where: Path, seen: set[str]) -> Iterator[tuple[Doc, Path]]:
+    for doc in docs.values():
+        key = document_key(doc)
+        if key not in seen:
+            seen.add(key)
+            yield doc, where
 
 
 def _is_archive(path: Path) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tf_console.audit import AuditHook, AuditLog
 from tf_console.clock import Clock
 from tf_console.marketplaces.base import (
     ConfirmState,
@@ -41,6 +42,7 @@ from tf_console.models import (
     Shipment,
     ShipmentState,
     UtcDatetime,
+    order_key,
 )
 from tf_console.store import Collection, Store
 
@@ -191,6 +193,8 @@ class OutboxSender:
         self._run_blocking = run_blocking
         # Kinds delivered by other features (customer messages…) register a handler here.
         self.handlers: dict[OutboxKind, OutboxHandler] = {}
+        # Every shipment answer (confirmed, rejected, unknown, retry) goes to the audit trail.
+        self.audit: AuditHook | None = AuditLog(store, clock).try_record
 
     def register(self, kind: OutboxKind, handler: OutboxHandler) -> None:
         """Deliver items of ``kind`` with ``handler(sender, item) -> item`` (it must save the item)."""
@@ -275,6 +279,16 @@ class OutboxSender:
             except Exception:  # a listener (the UI) must never break delivery
                 log.exception("outbox listener failed")
 
+    async def _audit(self, action: str, item: OutboxItem, outcome: str, detail: str) -> None:
+        if self.audit is None:
+            return
+        shipment_id = item.payload.get("shipment", {}).get("shipment_id", "")
+        words = f"shipment {shipment_id}: {detail}" if shipment_id else detail
+        try:
+            await self._blocking(self.audit, action, order_key(item.platform, item.order_id), outcome, words)
+        except Exception as exc:  # the answer is stored; the trail missing a line must not undo it
+            log.warning("could not record %s in the audit trail: %s", action, type(exc).__name__)
+
     async def _order(self, item: OutboxItem) -> Order | None:
         order: Order | None = await self._blocking(self.store.orders.get, item.platform, item.order_id)
         return order
@@ -290,6 +304,7 @@ class OutboxSender:
             item.answer = f"Order {item.order_id} is no longer in the store; nothing was sent."
             item.note(now, "rejected", item.answer)
             await self._save(item)
+            await self._audit("ship.rejected", item, "not-sent", item.answer)
             return item
         shipment = item.shipment
         if order.status is OrderStatus.CANCELLED or order.cancel_requested:
@@ -303,6 +318,7 @@ class OutboxSender:
                 item, lambda o: set_shipment_state(o, shipment, ShipmentState.REJECTED, now, item.answer)
             )
             await self._save(item)
+            await self._audit("ship.rejected", item, "not-sent", item.answer)
             return item
         # Durably mark "sending" BEFORE the call: a crash from here on means "outcome unknown".
         item.state = OutboxState.SENDING
@@ -347,6 +363,10 @@ class OutboxSender:
             item.note(now, "accepted", item.answer)
             item.payload["accepted"] = True
         await self._save(item)
+        if item.state is OutboxState.DONE:
+            await self._audit("ship.confirmed", item, "ok", item.answer)
+        else:
+            await self._audit("ship.accepted", item, "accepted", item.answer)
         return item
 
     async def _reject_shipment(self, item: OutboxItem, shipment: Shipment, answer: str) -> OutboxItem:
@@ -358,6 +378,7 @@ class OutboxSender:
             item, lambda o: set_shipment_state(o, shipment, ShipmentState.REJECTED, now, item.answer)
         )
         await self._save(item)
+        await self._audit("ship.rejected", item, "rejected", item.answer)
         return item
 
     async def _retry_later(self, item: OutboxItem, why: str, *, long: bool = False) -> OutboxItem:
@@ -368,6 +389,8 @@ class OutboxSender:
         item.answer = why
         item.note(now, "retry", f"{why} — next try at {item.next_attempt_at:%H:%M:%S} UTC")
         await self._save(item)
+        if item.kind is OutboxKind.SHIPMENT:
+            await self._audit("ship.retry", item, "failed", why)
         return item
 
     async def _to_verifying(self, item: OutboxItem, why: str) -> OutboxItem:
@@ -384,6 +407,7 @@ class OutboxSender:
             await self._update_order(
                 item, lambda o: set_shipment_state(o, shipment, ShipmentState.UNKNOWN, now, why)
             )
+            await self._audit("ship.unknown", item, "unknown", why)
         return item
 
     async def _verify_shipment(self, item: OutboxItem) -> OutboxItem:
@@ -439,6 +463,7 @@ class OutboxSender:
             item.note(now, "accepted-unverified", item.answer)
             await self._update_order(item, lambda o: apply_confirmed_shipment(o, shipment, now, item.answer))
             await self._save(item)
+            await self._audit("ship.confirmed", item, "unverified", item.answer)
             return item
         if item.verify_reads < self.policy.verify_reads or waited < self.policy.verify_wait:
             item.next_attempt_at = now + timedelta(seconds=self.policy.verify_interval)

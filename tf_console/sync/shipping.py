@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from tf_console.audit import AuditLog
 from tf_console.carriers import CarrierFamily, check_tracking, find_carrier
 from tf_console.clock import Clock
 from tf_console.errors import UserError
@@ -195,4 +196,11 @@ def enqueue_shipment(store: Store, req: ShipRequest, clock: Clock) -> OutboxItem
             return o
 
         store.orders.update(order.platform, order.order_id, add)
+    units = sum(line.quantity for line in shipment.lines)
+    AuditLog(store, clock).try_record(
+        "ship.requested",
+        order.key,
+        "requested",
+        f"shipment {shipment.shipment_id} via {shipment.carrier_name or shipment.carrier}, {units} unit(s)",
+    )
     return item

@@ -16,11 +16,12 @@ import contextlib
 import functools
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
 from rich.text import Text
@@ -49,6 +50,7 @@ Background = Callable[[asyncio.Event, Announce], Awaitable[None]]
 
 SHUTDOWN_GRACE_SECONDS = 5.0
 NOTIFIED_KEPT = 100
+SWITCH_INTERVAL_SECONDS = 0.001
 TITLE = "TitanForge Console"
 
 
@@ -75,6 +77,12 @@ class ConsoleApp(App[int]):
     BINDINGS = bindings(APP_KEYS)
     COMMANDS = App.COMMANDS | {ConsoleCommands}
 
+    # Full-screen views by name.  A later screen (stock, analytics, audit) registers here
+    # and adds a KeySpec to keys.APP_KEYS with the action "open_view('<name>')".
+    VIEWS: ClassVar[dict[str, Callable[[ConsoleApp], Screen[Any]]]] = {
+        "health": lambda _app: HealthScreen(),
+    }
+
     def __init__(self, service: ConsoleService, options: ConsoleOptions | None = None) -> None:
         self.options = options or ConsoleOptions()
         super().__init__(ansi_color=self.options.ansi)
@@ -92,6 +100,7 @@ class ConsoleApp(App[int]):
         self._signals: list[int] = []
         self._shutting_down = False
         self._quit_open = False
+        self._switch_interval = sys.getswitchinterval()
         if self.options.ansi:
             self.theme = "ansi-dark"
 
@@ -101,6 +110,10 @@ class ConsoleApp(App[int]):
     # ------------------------------------------------------------------ life cycle
 
     def on_mount(self) -> None:
+        # Worker threads (store reads, the scheduler) hand the interpreter back sooner, so
+        # painting a key press does not wait behind them.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         self._unsubscribe = self.service.subscribe(self._deliver)
         if self.options.poll:
             self._engine = self.run_worker(
@@ -113,6 +126,7 @@ class ConsoleApp(App[int]):
         self._install_signal_handlers()
 
     def on_unmount(self) -> None:
+        sys.setswitchinterval(self._switch_interval)
         self._stop.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -143,6 +157,10 @@ class ConsoleApp(App[int]):
         if self._shutting_down:
             return
         self._shutting_down = True
+        try:
+            self.dashboard.flush_moves()  # queued by the write thread; close() waits for it
+        except Exception as exc:
+            self.report_error(exc, "saving the last queue moves")
         self._stop.set()
         engine = self._engine
         if engine is not None and engine.state in (WorkerState.PENDING, WorkerState.RUNNING):
@@ -252,8 +270,17 @@ class ConsoleApp(App[int]):
         self.push_screen(HelpScreen(self.service.read_only))
 
     def action_health(self) -> None:
-        if not isinstance(self.screen, HealthScreen):
-            self.push_screen(HealthScreen())
+        self.action_open_view("health")
+
+    def action_open_view(self, name: str) -> None:
+        """Open a full-screen view by name (once: pressing its key again keeps the one shown)."""
+        factory = self.VIEWS.get(name)
+        if factory is None:
+            self.notify(f"There is no {name} view in this version.", severity="warning")
+            return
+        view = factory(self)
+        if type(self.screen) is not type(view):
+            self.push_screen(view)
 
     def action_request_quit(self) -> None:
         if self._quit_open or self._shutting_down:
@@ -293,7 +320,11 @@ class ConsoleApp(App[int]):
             d.refresh_health,
             d.refresh_status,
         )
-        return any(r.running or r.dirty for r in refreshers) or not self.service.index.complete
+        return (
+            any(r.running or r.dirty for r in refreshers)
+            or not self.service.index.complete
+            or d.moves_pending
+        )
 
 
 async def run_console(service: ConsoleService, options: ConsoleOptions, *, mouse: bool = True) -> int:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from textual import on
 from textual.app import ComposeResult
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, ProgressBar, Static
 
 from tf_console.console import SORT_KEYS, OrderFilter, OrderQuery
@@ -41,9 +42,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 FLUSH_SECONDS = 0.25
+# Moves are written once the keys pause: a burst of K/J is one write, and no store write
+# competes (for the GIL) with painting the rows while the operator is still pressing.
+MOVE_DEBOUNCE_SECONDS = 0.4
 TICK_SECONDS = 1.0
 WATCH_SECONDS = 2.0
 HEALTH_MIN_INTERVAL = 0.5
+ARCHIVE_INDEX_LATEST_SECONDS = 10.0  # start the archive scan by then even if the queue is slow
 
 
 class Coalescer:
@@ -64,7 +69,9 @@ class Coalescer:
         self.dirty = True
         if not self.running:
             self.running = True
-            self.app.run_worker(self._loop(), name=self.name, group=self.name, exit_on_error=False)
+            # The function, not a coroutine: a worker refused at shutdown leaves nothing unawaited.
+            # Textual's overloads infer Never for a bound async method; it is awaited as a coroutine function.
+            self.app.run_worker(self._loop, name=self.name, group=self.name, exit_on_error=False)  # type: ignore[arg-type]
 
     async def _loop(self) -> None:
         try:
@@ -100,6 +107,10 @@ class DashboardScreen(Screen[None]):
         self._progress_pages: dict[Platform, tuple[int, int]] = {}
         self._status_text = ""
         self._active_pane = "orders"
+        self._archive_started = False
+        self._pending_moves: list[tuple[str, Move]] = []
+        self._pending_words: list[str] = []
+        self._move_timer: Timer | None = None
         self.refresh_orders = Coalescer(app, "orders", self._refresh_orders)
         self.refresh_queue = Coalescer(app, "queue", self._refresh_queue)
         self.refresh_projection = Coalescer(app, "projection", self._refresh_projection)
@@ -123,6 +134,7 @@ class DashboardScreen(Screen[None]):
         self.orders_pane.table.focus()
         self.set_interval(TICK_SECONDS, self._tick)
         self.set_interval(WATCH_SECONDS, self._watch_disk)
+        self.set_timer(ARCHIVE_INDEX_LATEST_SECONDS, self._index_archive)
         self.tf_app.run_worker(self._build_index(), name="index", group="index", exit_on_error=False)
         self.refresh_health.request()
         self.refresh_queue.request()
@@ -218,7 +230,18 @@ class DashboardScreen(Screen[None]):
     # ------------------------------------------------------------------ refreshers
 
     async def _build_index(self) -> None:
-        await self.tf_app.call_service(self.service.build_index)
+        await self.tf_app.call_service(self.service.index_hot)
+
+    def _index_archive(self) -> None:
+        """The archives after the first full frame: the scan is long and must not slow it down."""
+        if not self._archive_started:
+            self._archive_started = True
+            self.tf_app.run_worker(
+                self.tf_app.call_service(self.service.index_archive),
+                name="indexing the archived orders",
+                group="index",
+                exit_on_error=False,
+            )
 
     async def _refresh_orders(self) -> None:
         keys, self._pending_keys = self._pending_keys, set()
@@ -235,7 +258,7 @@ class DashboardScreen(Screen[None]):
         self.orders_pane.show(listing, set(changed) | keys)
 
     async def _refresh_queue(self) -> None:
-        if self.service.writes_pending:
+        if self.service.writes_pending or self._pending_moves:
             return  # the last write's completion asks again
         view = await self.tf_app.call_service(self.service.load_queue)
         if self.service.writes_pending or view.generation != self.service.generation:
@@ -255,6 +278,7 @@ class DashboardScreen(Screen[None]):
         self.queue_pane.table.refresh_rows()
         self.queue_pane.update_title()
         self.queue_version += 1
+        self._index_archive()
         flagged_before = (before.late_orders | before.at_risk_orders) if before else frozenset()
         flagged_now = projection.late_orders | projection.at_risk_orders
         if flagged_before != flagged_now:
@@ -407,10 +431,31 @@ class DashboardScreen(Screen[None]):
             return
         self.model.pin_overrides.update(pins)
         self.queue_pane.show_sequence(tuple(order), follow=job_id)
-        self.queue_pane.table.refresh_rows()
         self.queue_version += 1
         words = {"up": "up one place", "down": "down one place", "top": "to the top"}[where]
-        self._after_write(self.service.move(job_id, where), f"Moved {job_id} {words}.")
+        self._pending_moves.append((job_id, where))
+        self._pending_words.append(f"{job_id} {words}")
+        if self._move_timer is not None:
+            self._move_timer.stop()
+        self._move_timer = self.set_timer(MOVE_DEBOUNCE_SECONDS, self.flush_moves)
+
+    @property
+    def moves_pending(self) -> bool:
+        return bool(self._pending_moves)
+
+    def flush_moves(self) -> None:
+        """Write the moves made so far (one write job, in the order pressed)."""
+        if self._move_timer is not None:
+            self._move_timer.stop()
+            self._move_timer = None
+        if not self._pending_moves:
+            return
+        moves, self._pending_moves = self._pending_moves, []
+        words, self._pending_words = self._pending_words, []
+        sentence = (
+            f"Moved {words[0]}." if len(words) == 1 else f"{len(words)} moves saved; last: {words[-1]}."
+        )
+        self._after_write(self.service.apply_moves(moves), sentence)
 
     def action_move_up(self) -> None:
         self._move("up")
@@ -422,6 +467,7 @@ class DashboardScreen(Screen[None]):
         self._move("top")
 
     def action_unpin(self) -> None:
+        self.flush_moves()
         job_id = self.selected_job()
         if job_id is None:
             return
@@ -431,11 +477,13 @@ class DashboardScreen(Screen[None]):
         self._after_write(self.service.unpin(job_id), f"Unpinned {job_id}; the scheduler places it again.")
 
     def action_hold(self) -> None:
+        self.flush_moves()
         job_id = self.selected_job()
         if job_id is not None:
             self._after_write(self.service.toggle_hold(job_id), None)
 
     def action_priority(self) -> None:
+        self.flush_moves()
         job_id = self.selected_job()
         if job_id is None:
             return

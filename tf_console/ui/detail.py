@@ -7,6 +7,7 @@ shipments with their confirmation state, the outbox history and the jobs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
@@ -31,6 +32,11 @@ def _table(*columns: str) -> Table:
     for column in columns:
         table.add_column(column, overflow="fold")
     return table
+
+
+OrderSection = Callable[[OrderDetail, "ConsoleApp"], RenderableType]
+# Sections appended to the order detail (the audit trail of a later issue plugs in here).
+EXTRA_ORDER_SECTIONS: list[OrderSection] = []
 
 
 def render_order(detail: OrderDetail, app: ConsoleApp) -> RenderableType:
@@ -140,6 +146,7 @@ def render_order(detail: OrderDetail, app: ConsoleApp) -> RenderableType:
     def title(name: str) -> Text:
         return Text(f"\n{name}", style="bold underline")
 
+    extra = [section(detail, app) for section in EXTRA_ORDER_SECTIONS]
     return Group(
         head,
         facts,
@@ -156,6 +163,7 @@ def render_order(detail: OrderDetail, app: ConsoleApp) -> RenderableType:
         outbox,
         title("Jobs"),
         jobs,
+        *extra,
     )
 
 
@@ -265,6 +273,7 @@ class JobDetailScreen(Screen[None]):
         super().__init__(classes="detail-screen")
         self.job_id = job_id
         self.body = Static("", id="job-detail-body")
+        self._shown_version = -1
 
     @property
     def tf_app(self) -> ConsoleApp:
@@ -280,8 +289,15 @@ class JobDetailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.render_job()
+        self.set_interval(1.0, self._follow_queue)
+
+    def _follow_queue(self) -> None:
+        """Re-render when the dashboard's queue changed (a move, new projected times)."""
+        if self.tf_app.dashboard.queue_version != self._shown_version:
+            self.render_job()
 
     def render_job(self) -> None:
+        self._shown_version = self.tf_app.dashboard.queue_version
         model = self.tf_app.dashboard.model
         job = model.jobs.get(self.job_id)
         if job is None:
@@ -290,10 +306,6 @@ class JobDetailScreen(Screen[None]):
         projection = model.projection.jobs.get(self.job_id) if model.projection else None
         position = model.sequence.index(self.job_id) if self.job_id in model.sequence else None
         self.body.update(render_job(job, projection, position, self.tf_app))
-
-    def handle_event(self, event: ConsoleEvent) -> None:
-        if event.kind is EventKind.JOBS:
-            self.render_job()
 
     def action_back(self) -> None:
         self.dismiss(None)

@@ -81,7 +81,15 @@ def compact_span(delta: timedelta) -> str:
 
 
 def age(created: datetime, now: datetime) -> str:
-    return compact_span(now - created) if now >= created else "new"
+    return calm_span(now - created) if now >= created else "new"
+
+
+def calm_span(delta: timedelta) -> str:
+    """Like :func:`compact_span` but never in seconds: a cell that changed every second
+    would repaint every second (terminal traffic over SSH) for no decision it informs."""
+    if abs(delta) < timedelta(minutes=1):
+        return "<1m"
+    return compact_span(delta)
 
 
 def countdown(when: datetime | None, now: datetime) -> str:
@@ -89,13 +97,13 @@ def countdown(when: datetime | None, now: datetime) -> str:
         return DASH
     if when <= now:
         return "due"
-    return "in " + compact_span(when - now)
+    return "in " + calm_span(when - now)
 
 
 def since(when: datetime | None, now: datetime) -> str:
     if when is None:
         return "never"
-    if when > now:
+    if when > now or now - when < timedelta(minutes=1):
         return "just now"
     return compact_span(now - when) + " ago"
 
@@ -241,7 +249,7 @@ def token_cell(expires: datetime | None, now: datetime) -> Text:
     if expires <= now:
         return text("expired", "yellow")
     left = expires - now
-    return text(compact_span(left), "yellow" if left < timedelta(minutes=5) else "")
+    return text(calm_span(left), "yellow" if left < timedelta(minutes=5) else "")
 
 
 def mix(printed: int, stock: int, unknown: int) -> Text:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
@@ -23,6 +24,7 @@ from textual.widgets import DataTable
 
 from tf_console.ui.format import cell_signature
 
+RENDER_CACHE_SIZE = 20_000
 Cells = tuple[Text, ...]
 RowRenderer = Callable[[str], Cells | None]
 
@@ -68,6 +70,7 @@ class WindowedTable(DataTable[Text], inherit_bindings=False):
         self._min_window = min_window
         self._fit_all = fit_all  # short lists (the platforms): mount every row, the pane sizes to them
         self.cell_updates = 0  # how many cells were repainted (tests: an idle refresh adds none)
+        self._rendered: dict[tuple[Any, ...], Any] = {}
 
     def on_mount(self) -> None:
         for column in self._columns:
@@ -173,6 +176,44 @@ class WindowedTable(DataTable[Text], inherit_bindings=False):
                 row = max(0, min(cursor_row, len(self._slots) - 1))
                 if row != self.cursor_row:
                     self.move_cursor(row=row, animate=False, scroll=False)
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> Any:
+        # DataTable keys its cell cache on a table-wide update counter, so one changed cell
+        # re-renders every visible cell.  Keyed on the cell's own signature instead, a
+        # moved job re-renders only the cells whose text changed.
+        if 0 <= row_index < len(self._slots) and 0 <= column_index < len(self._columns):
+            signature: str = self._slots[row_index][1][column_index]
+        elif row_index == -1 and 0 <= column_index < len(self._columns):
+            signature = "\x00header:" + self._columns[column_index].label
+        else:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (
+            row_index,
+            column_index,
+            signature,
+            base_style,
+            width,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self.show_cursor,
+            self._pseudo_class_state,
+        )
+        found = self._rendered.get(key)
+        if found is None:
+            if len(self._rendered) > RENDER_CACHE_SIZE:
+                self._rendered.clear()
+            found = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            self._rendered[key] = found
+        return found
 
     def on_resize(self, _event: events.Resize) -> None:
         self._sync(cursor_row=self.cursor_row)
