@@ -45,6 +45,7 @@ from tf_console.production.examples import install_examples
 from tf_console.runtime import HEALTH_LOG, Runtime
 from tf_console.sandbox import IN_PROCESS_BASE_URL, Fault, FaultKind, Sandbox, SandboxTransport, Simulator
 from tf_console.sandbox.registry import load_factory
+from tf_console.vault import VAULT_FILE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,9 @@ def build_demo(
         raise ValueError("speed must be positive")
     clock = ScaledClock(speed)
     private_mkdir(data_dir)
+    # Tokens a previous demo's sandbox rotated mean nothing to the fresh sandbox (and would
+    # show re-auth needed): the demo folder's vault only ever holds demo tokens.
+    (data_dir / VAULT_FILE_NAME).unlink(missing_ok=True)
     install_examples(data_dir)
     wanted = platforms if platforms is not None else MARKETPLACES
     ready = [p for p in wanted if p in MARKETPLACES and platform_ready(p)]
