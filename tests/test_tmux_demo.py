@@ -101,8 +101,10 @@ def demo(tmp_path: Path) -> Iterator[Tmux]:
 
 
 def test_demo_shows_three_panes_and_ships_an_order(demo: Tmux) -> None:
-    screen = demo.wait_for(lambda s: "1 Platforms" in s and "2 Orders" in s and "3 Queue" in s)
-    assert "DEMO" in screen and "Traceback" not in screen
+    screen = demo.wait_for(
+        lambda s: "1 Platforms" in s and "2 Orders" in s and "3 Queue" in s and "DEMO" in s
+    )
+    assert "Traceback" not in screen
     screen = demo.wait_for(lambda s: "this console polls" in s and "unshipped" in s)
     for platform in ("Amazon", "eBay", "Etsy"):
         assert platform in screen

@@ -347,7 +347,10 @@ async def test_filter_runs_over_every_order_and_escape_clears_it(tmp_path: Path)
             total = len(dashboard.orders_pane.table.item_keys)
             await press(pilot, "slash")
             assert dashboard.orders_pane.filter_input.has_focus
-            await pilot.press(*"platform:etsy status:shipped")
+            await pilot.press(*"platform:etsy")  # typed: the list follows each key
+            await settle(pilot)
+            assert all(k.startswith("etsy:") for k in dashboard.orders_pane.table.item_keys)
+            dashboard.orders_pane.filter_input.value += " status:shipped"
             await settle(pilot)
             keys = dashboard.orders_pane.table.item_keys
             assert keys and all(k.startswith("etsy:") for k in keys)
@@ -473,7 +476,9 @@ async def test_a_backfill_shows_a_progress_bar_until_it_ends(tmp_path: Path) -> 
             console.service.emit(ConsoleEvent(EventKind.PROGRESS, platform=Platform.EBAY, page=3, total=10))
             await settle(pilot)
             assert bar.display and bar.total == 10 and bar.progress == 3
-            console.service.emit(ConsoleEvent(EventKind.POLL_FINISHED, platform=Platform.EBAY, text="eBay: done."))
+            console.service.emit(
+                ConsoleEvent(EventKind.POLL_FINISHED, platform=Platform.EBAY, text="eBay: done.")
+            )
             await settle(pilot)
             assert not bar.display
 

@@ -25,7 +25,7 @@ from tf_console.ui.dashboard import DashboardScreen
 SECRET_NAME = "Jane Secretbuyer"
 
 
-async def test_a_failing_handler_leaves_with_a_sentence_not_a_traceback(
+async def test_a_failing_action_is_a_sentence_and_the_console_carries_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(self: DashboardScreen) -> None:
@@ -35,10 +35,28 @@ async def test_a_failing_handler_leaves_with_a_sentence_not_a_traceback(
     monkeypatch.setattr(DashboardScreen, "action_sort", broken)
     with make_console(tmp_path) as console:
         app = console.app
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("o")
+            await settle(pilot)
+            assert app.is_running and app.errors_reported == 1
+            assert any("running sort" in n and "ValueError" in n for n in app.notified)
+            assert not any(SECRET_NAME in n for n in app.notified)
+
+
+async def test_the_last_resort_leaves_with_a_sentence_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: DashboardScreen, _event: object) -> None:
+        buyer = SECRET_NAME  # a local a traceback with locals would print
+        raise ValueError(f"cannot focus for {buyer}")
+
+    monkeypatch.setattr(DashboardScreen, "on_descendant_focus", broken)
+    with make_console(tmp_path) as console:
+        app = console.app
         with pytest.raises(ValueError):
             async with app.run_test(size=SIZE) as pilot:
-                await settle(pilot)
-                await pilot.press("o")
+                await pilot.press("3")
                 await pilot.pause()
         assert "ValueError" in app.fatal_sentence and "outbox is intact" in app.fatal_sentence
         assert SECRET_NAME not in app.fatal_sentence

@@ -34,6 +34,7 @@ from tf_console.sync.engine import SyncEngine
 log = logging.getLogger(__name__)
 
 HEALTH_LOG = "health"
+ARCHIVE_EVERY = 6 * 3600.0  # seconds between moves of long-closed orders to the archive
 
 
 def bucket_key(platform: Platform) -> str:
@@ -175,10 +176,17 @@ class Runtime:
         )
         for platform, reason in self._built.disabled.items():
             log.info("%s disabled: %s", platform.label, reason)
+        self._engine.periodic.append(("archive-old-orders", ARCHIVE_EVERY, self._archive_old))
         install_inventory(self)
         install_messaging(self, ssl_context=self._smtp_ssl_context)
         self.audit = install_audit(self)
         self.alerts = install_alerts(self)
+
+    async def _archive_old(self) -> None:
+        """Move long-closed orders out of the hot files so every write stays small."""
+        moved = await anyio.to_thread.run_sync(self.store.orders.archive_old, self.clock.now())
+        if moved:
+            log.info("archived %d closed order(s)", moved)
 
     def _production_sync(self, orders: list[Any]) -> None:
         try:

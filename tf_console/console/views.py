@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 
 from tf_console.models import (
     ItemKind,
@@ -283,6 +282,3 @@ class CredentialResult:
     sentence: str
     at: datetime
     details: dict[str, str] = field(default_factory=dict)
-
-
-MONEY_PLACES = Decimal("0.01")

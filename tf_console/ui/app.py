@@ -18,14 +18,16 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
 from rich.text import Text
+from textual.actions import ActionParseResult
 from textual.app import App
+from textual.dom import DOMNode
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
@@ -225,6 +227,21 @@ class ConsoleApp(App[int]):
             severity="error",
             timeout=10,
         )
+
+    async def run_action(
+        self,
+        action: str | ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
+        """Every key, palette command and button goes through here: a failing action is a
+        sentence on screen, and the console carries on."""
+        try:
+            return await super().run_action(action, default_namespace, namespaces)
+        except Exception as exc:
+            name = action if isinstance(action, str) else str(action[1])
+            self.report_error(exc, f"running {name.split('(')[0]}")
+            return True
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker

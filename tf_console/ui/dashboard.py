@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -39,9 +39,6 @@ from tf_console.ui.panes import ConsoleModel, HealthPane, OrdersPane, Pane, Queu
 if TYPE_CHECKING:
     from tf_console.ui.app import ConsoleApp
 
-T = TypeVar("T")
-
-FLUSH_SECONDS = 0.25
 # Moves are written once the keys pause: a burst of K/J is one write, and no store write
 # competes (for the GIL) with painting the rows while the operator is still pressing.
 MOVE_DEBOUNCE_SECONDS = 0.4
@@ -206,8 +203,11 @@ class DashboardScreen(Screen[None]):
 
     def _tick(self) -> None:
         """Time-dependent cells (countdowns, ages): repainted only where the text changed."""
-        self.health_pane.table.refresh_rows()
-        self.orders_pane.table.refresh_rows()
+        try:
+            self.health_pane.table.refresh_rows()
+            self.orders_pane.table.refresh_rows()
+        except Exception as exc:  # a timer must never reach Textual's crash screen
+            self.tf_app.report_error(exc, "updating the times on screen")
         self.refresh_status.request()
 
     def _watch_disk(self) -> None:
