@@ -492,3 +492,20 @@ async def test_every_pane_is_visible(tmp_path: Path, size: tuple[int, int]) -> N
             for pane in (dashboard.health_pane, dashboard.orders_pane, dashboard.queue_pane):
                 assert pane.region.height >= 4
                 assert pane.table.window >= 1 and pane.table.row_count >= 1
+
+
+async def test_i_opens_stock_and_a_opens_analytics(tmp_path: Path) -> None:
+    from tf_console.ui.analytics_screen import AnalyticsScreen
+    from tf_console.ui.stock_screen import StockScreen
+
+    with make_console(tmp_path) as console:
+        async with console.app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await press(pilot, "i")
+            assert isinstance(console.app.screen, StockScreen)
+            await press(pilot, "escape")
+            assert isinstance(console.app.screen, DashboardScreen)
+            await press(pilot, "a")
+            assert isinstance(console.app.screen, AnalyticsScreen)
+            await press(pilot, "escape")
+            assert isinstance(console.app.screen, DashboardScreen)

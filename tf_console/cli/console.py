@@ -101,7 +101,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         raise UserError("--speed must be a positive number, such as 60.")
     _check_terminal()
-    chosen = args.demo_data_dir or None
+    # Only a folder named on the command line: never TF_DATA_DIR, which holds real orders.
+    chosen = args.demo_data_dir or args.data_dir or None
     data_dir = Path(chosen).expanduser() if chosen else Path(tempfile.mkdtemp(prefix="tf-console-demo-"))
     try:
         log_path = setup_logging(data_dir)

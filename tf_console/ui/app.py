@@ -33,15 +33,19 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from tf_console.analytics.service import AnalyticsService
 from tf_console.console.events import ConsoleEvent
 from tf_console.console.service import ConsoleService
 from tf_console.errors import UserError
+from tf_console.inventory import install_inventory
+from tf_console.ui.analytics_screen import AnalyticsScreen
 from tf_console.ui.commands import ConsoleCommands
 from tf_console.ui.dashboard import DashboardScreen
 from tf_console.ui.health_view import HealthScreen
 from tf_console.ui.help import HelpScreen
 from tf_console.ui.keys import APP_KEYS, bindings
 from tf_console.ui.modals import ConfirmModal
+from tf_console.ui.stock_screen import StockScreen
 from tf_console.ui.styles import stylesheet_paths
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,8 @@ class ConsoleApp(App[int]):
     # and adds a KeySpec to keys.APP_KEYS with the action "open_view('<name>')".
     VIEWS: ClassVar[dict[str, Callable[[ConsoleApp], Screen[Any]]]] = {
         "health": lambda _app: HealthScreen(),
+        "stock": lambda app: _stock_screen(app),
+        "analytics": lambda app: _analytics_screen(app),
     }
 
     def __init__(self, service: ConsoleService, options: ConsoleOptions | None = None) -> None:
@@ -354,3 +360,13 @@ async def run_console(service: ConsoleService, options: ConsoleOptions, *, mouse
     if app.fatal_sentence:
         return 1  # the sentence was printed on exit in place of Textual's traceback
     return app.return_code or 0
+
+
+def _stock_screen(app: ConsoleApp) -> Screen[Any]:
+    service: ConsoleService = app.service
+    return StockScreen(install_inventory(service.runtime), read_only=service.read_only, tz=app.tz)
+
+
+def _analytics_screen(app: ConsoleApp) -> Screen[Any]:
+    service: ConsoleService = app.service
+    return AnalyticsScreen(AnalyticsService.from_runtime(service.runtime))

@@ -30,6 +30,7 @@ from tf_console.console.service import AREA_ARCHIVE, AREA_JOBS, AREA_ORDERS, ARE
 from tf_console.errors import UserError
 from tf_console.models import ItemKind, Platform
 from tf_console.production.scheduler import Move
+from tf_console.ui.alerts_widget import AlertsBanner
 from tf_console.ui.detail import JobDetailScreen, OrderDetailScreen
 from tf_console.ui.health_view import HealthScreen
 from tf_console.ui.keys import DASHBOARD_KEYS, bindings
@@ -119,6 +120,9 @@ class DashboardScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield self.status
         yield self.banner
+        alerts = self.service.runtime.alerts
+        if alerts is not None:
+            yield AlertsBanner(alerts, tz=self.tf_app.tz)
         yield self.progress
         yield self.health_pane
         yield self.orders_pane

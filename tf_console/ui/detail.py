@@ -38,6 +38,27 @@ OrderSection = Callable[[OrderDetail, "ConsoleApp"], RenderableType]
 # Sections appended to the order detail (the audit trail of a later issue plugs in here).
 EXTRA_ORDER_SECTIONS: list[OrderSection] = []
 
+AUDIT_SHOWN = 12
+
+
+def audit_section(detail: OrderDetail, app: ConsoleApp) -> RenderableType:
+    """The audit trail of this order: who did what, when, with what outcome."""
+    audit = app.service.runtime.audit
+    heading = Text("\nAudit trail", style="bold")
+    if audit is None:
+        return Group(heading, Text("  (not available)", style="dim"))
+    entries = audit.for_order(detail.key)[-AUDIT_SHOWN:]
+    if not entries:
+        return Group(heading, Text("  nothing recorded yet", style="dim"))
+    table = _table("When", "Who", "Action", "Outcome", "Detail")
+    for entry in entries:
+        when = entry.when.astimezone(app.tz).strftime("%Y-%m-%d %H:%M")
+        table.add_row(when, entry.user, entry.action, entry.outcome, entry.detail)
+    return Group(heading, table)
+
+
+EXTRA_ORDER_SECTIONS.append(audit_section)
+
 
 def render_order(detail: OrderDetail, app: ConsoleApp) -> RenderableType:
     now = app.service.clock.now()

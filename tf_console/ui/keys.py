@@ -49,6 +49,20 @@ class KeySpec:
 APP_KEYS: tuple[KeySpec, ...] = (
     KeySpec("app.help", "question_mark", "help", "Help", "Show every key and the filter syntax."),
     KeySpec("app.health", "H", "health", "Health", "Open the health view: requests, errors, tokens, outbox."),
+    KeySpec(
+        "app.stock",
+        "i",
+        "open_view('stock')",
+        "Stock",
+        "Open the stock screen: counts, availability, each marketplace's push; adjust a count.",
+    ),
+    KeySpec(
+        "app.analytics",
+        "a",
+        "open_view('analytics')",
+        "Analytics",
+        "Open the analytics screen: orders per platform and day, time to ship, print hours vs capacity.",
+    ),
     KeySpec("app.quit", "q", "request_quit", "Quit", "Quit the console (asks first; the outbox is kept)."),
     KeySpec(
         "app.quit_ctrl",

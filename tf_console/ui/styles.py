@@ -16,6 +16,9 @@ STYLESHEETS: tuple[str, ...] = (
     "modals.tcss",
     "detail.tcss",
     "health.tcss",
+    "stock.tcss",
+    "analytics.tcss",
+    "alerts.tcss",
 )
 
 PACKAGE_STYLES = Path(__file__).resolve().parent / "styles"
