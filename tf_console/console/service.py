@@ -27,6 +27,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio.to_thread
+
 from tf_console.carriers import CarrierFamily, carriers_for, check_tracking, find_carrier
 from tf_console.clock import Clock
 from tf_console.console.events import ConsoleEvent, EventKind
@@ -540,6 +542,12 @@ class ConsoleService:
         except MarketplaceError as exc:
             result = CredentialResult(False, exc.sentence, self.clock.now())
         self._credential_results[platform] = result
+        alerts = self.runtime.alerts
+        if alerts is not None:  # an on-demand check feeds the credential alert like the daily one
+            from tf_console.alerts.state import CheckResult
+
+            checked = {platform: CheckResult(at=result.at, ok=result.ok, sentence=result.sentence)}
+            await anyio.to_thread.run_sync(alerts.record_checks, checked)
         self.emit(ConsoleEvent(EventKind.HEALTH, platform=platform))
         return result
 

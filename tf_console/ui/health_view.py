@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 REQUESTS_SHOWN = 25
 
 
+AUDIT_SHOWN = 10
+
+
 def _table(*columns: str) -> Table:
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     for column in columns:
@@ -130,6 +133,17 @@ def render_health(detail: HealthDetail, app: ConsoleApp) -> RenderableType:
     def title(name: str) -> Text:
         return Text(f"\n{name}", style="bold underline")
 
+    audit_log = app.service.runtime.audit
+    recent = audit_log.recent(AUDIT_SHOWN) if audit_log is not None else []
+    if recent:
+        audit = _table("When", "Who", "Action", "Target", "Outcome")
+        for entry in reversed(recent):
+            when = entry.when.astimezone(app.tz).strftime("%m-%d %H:%M")
+            audit.add_row(when, entry.user, entry.action, entry.target, entry.outcome)
+        audit_view: RenderableType = audit
+    else:
+        audit_view = Text("Nothing has been done through the console yet.", style="dim")
+
     return Group(
         head,
         facts,
@@ -145,6 +159,8 @@ def render_health(detail: HealthDetail, app: ConsoleApp) -> RenderableType:
         errors,
         title("Outbox"),
         outbox,
+        title("Recent actions (audit trail, all platforms)"),
+        audit_view,
     )
 
 
