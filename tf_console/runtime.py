@@ -170,7 +170,7 @@ class Runtime:
             poll_intervals={p: float(self.settings.poll_interval_for(p)) for p in MARKETPLACES},
             default_interval=float(self.settings.poll_interval),
             classify=production.classify_order,
-            on_orders_changed=lambda orders: self._production_sync(orders),
+            process_orders=self._production_sync,
             lease_kind=self.lease_kind,
             after_poll=lambda _p: self.save_buckets(),
         )

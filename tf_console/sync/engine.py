@@ -88,6 +88,7 @@ class SyncEngine:
         default_interval: float = 300.0,
         classify: Classifier | None = None,
         on_orders_changed: Callable[[list[Order]], None] | None = None,
+        process_orders: Callable[[list[Order]], None] | None = None,
         lease_kind: str = "console",
         retry_policy: RetryPolicy | None = None,
         tick: float = 1.0,
@@ -107,7 +108,14 @@ class SyncEngine:
             for p, m in self.marketplaces.items()
         }
         self.pollers = {
-            p: Poller(m, store, clock, classify=classify, on_changed=self._orders_changed)
+            p: Poller(
+                m,
+                store,
+                clock,
+                classify=classify,
+                on_changed=self._orders_changed,
+                process_changed=process_orders,
+            )
             for p, m in self.marketplaces.items()
         }
         self.sender = OutboxSender(store, self.marketplaces, clock, policy=retry_policy)

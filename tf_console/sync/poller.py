@@ -121,6 +121,7 @@ class Poller:
         *,
         classify: Classifier | None = None,
         on_changed: ChangeListener | None = None,
+        process_changed: ChangeListener | None = None,
         recheck_interval: timedelta = timedelta(hours=1),
         run_blocking: Callable[..., Any] | None = None,
     ) -> None:
@@ -130,6 +131,9 @@ class Poller:
         self.clock = clock
         self.classify = classify
         self.on_changed = on_changed
+        # Blocking work on changed orders (the print queue): run in a worker thread, before the
+        # listeners hear of the change, so a console's event loop never waits on it.
+        self.process_changed = process_changed
         self.recheck_interval = recheck_interval
         self._run_blocking = run_blocking
 
@@ -160,8 +164,13 @@ class Poller:
         result.updated += len(upsert.updated)
         changed = set(upsert.inserted) | set(upsert.updated)
         result.changed_keys.extend(sorted(changed))
-        if changed and self.on_changed is not None:
-            self.on_changed([o for o in orders if o.key in changed])
+        if not changed:
+            return
+        touched = [o for o in orders if o.key in changed]
+        if self.process_changed is not None:
+            await self._blocking(self.process_changed, touched)
+        if self.on_changed is not None:
+            self.on_changed(touched)
 
     async def poll(
         self, *, days: int = 7, progress: Progress | None = None, recheck: bool = True
