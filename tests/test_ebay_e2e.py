@@ -154,9 +154,14 @@ async def test_backfill_then_incremental_repoll_without_duplicates(
         clock.advance(3 * 3600)  # new orders arrive on eBay meanwhile
         again = await loop.engine.poll(Platform.EBAY, days=30)
         assert again.ok and again.inserted >= 1
+        before = {o.order_id for o in store.orders.iter_all()}
+        previous_end = clock.now() - timedelta(minutes=2)
         clock.advance(600)
         quiet = await loop.engine.poll(Platform.EBAY, days=30)
-        assert quiet.ok and quiet.inserted == 0 and quiet.updated == 0
+        # Nothing already stored changes; only orders placed in these ten minutes are new.
+        arrived = {o.order_id for o in store.orders.iter_all()} - before
+        assert quiet.ok and quiet.updated == 0 and quiet.inserted == len(arrived)
+        assert all(loop.sim.book.orders[i].updated_at > previous_end for i in arrived)
         ids = [o.order_id for o in store.orders.iter_all()]
         assert len(ids) == len(set(ids))
         assert set(ids) == {i for i in loop.visible() if loop.sim.book.orders[i].updated_at <= clock.now()}

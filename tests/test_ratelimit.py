@@ -191,7 +191,7 @@ async def test_no_window_ever_sees_more_than_burst_plus_refill(
     for i, start in enumerate(grants):
         for j in range(i, len(grants)):
             span = grants[j] - start
-            assert j - i + 1 <= burst + rate * span + 1e-6
+            assert j - i + 1 <= burst + rate * span + 1e-4  # float sums of the fake clock
 
 
 async def test_snapshot_reports_levels_for_health() -> None:

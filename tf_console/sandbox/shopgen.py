@@ -438,6 +438,9 @@ class ShipError(Exception):
         self.code = code
 
 
+OLD_ORDERS_SHIPPED = 0.92  # share of backfilled orders older than 4 days already shipped
+
+
 class OrderBook:
     """The simulated shop's orders, advancing on the sandbox clock.
 
@@ -532,11 +535,16 @@ class OrderBook:
                 order.updated_at = order.paid_at
             if order.status is GenStatus.UNSHIPPED and age > timedelta(days=1):
                 roll = self.rng.random()
-                if roll < shipped_share:
+                # A believable shop has shipped nearly every order older than its ship-by date;
+                # the few left open are what the late-risk views are for.
+                share = max(shipped_share, OLD_ORDERS_SHIPPED) if age > timedelta(days=4) else shipped_share
+                if roll < share:
                     carrier = self.rng.choice(_CARRIERS.get(order.buyer.country, ("USPS",)))
-                    shipped_at = min(end, at + timedelta(hours=self.rng.randrange(6, 48)))
+                    # Settled before the shop's "now", so no change sits inside a client's lag window.
+                    latest = end - timedelta(minutes=10)
+                    shipped_at = min(latest, at + timedelta(hours=self.rng.randrange(6, 48)))
                     self.ship(order.order_id, carrier, self.gen.tracking_for(carrier), None, shipped_at)
-                elif roll < shipped_share + self.cancel_share:
+                elif roll < share + self.cancel_share:
                     self.cancel(order.order_id, min(end, at + timedelta(hours=3)))
 
     # -- queries ------------------------------------------------------------------
