@@ -102,3 +102,13 @@ def test_doctor_check_makes_one_authenticated_call(platform: Platform, tmp_path:
         for name, value in r.env.items():
             if name.endswith(("SECRET", "TOKEN")) and len(value) > 8:
                 assert value not in done.stdout
+
+
+def test_sync_once_evaluates_alerts_when_it_is_the_poller(tmp_path: Path) -> None:
+    with rig(Platform.ETSY, tmp_path) as r:
+        done = r.cli("sync", "--once", "--days", "30")
+        assert done.returncode == 0, done.stdout + done.stderr
+        # The seeded shop has a few orders past their ship-by date.
+        assert "Alert: Etsy order" in done.stderr and "has not shipped" in done.stderr
+        doctor = r.cli("doctor")
+        assert "has not shipped" in doctor.stdout

@@ -58,4 +58,11 @@ def cmd_purge(args: argparse.Namespace) -> int:
         store.close()
     days = age.total_seconds() / 86400
     print(f"Redacted buyer data of {count} order(s) shipped or cancelled more than {days:g} day(s) ago.")
+    v1_backup = ctx.data_dir / "state.json.v1-backup"
+    if v1_backup.exists():
+        print(
+            f"{v1_backup} (the copy kept when the store was upgraded) still holds buyer data of the old "
+            "format, which purge cannot reach; once `tf-console export` shows every order, delete it.",
+            file=sys.stderr,
+        )
     return 0

@@ -16,6 +16,7 @@ from tf_console.sync.outbox import OutboxItem, OutboxState
 from tf_console.sync.shipping import AlreadyShipped, ShipRequest, enqueue_shipment, parse_item_arg
 
 WAIT_FOR_HOLDER = 120.0
+ALERTS_LISTED = 5
 
 
 def register(sub: Any) -> None:
@@ -103,6 +104,18 @@ async def _sync_once(runtime: Runtime, days: int) -> int:
         results = await rt.engine.poll_all(days=days)
         for result in results:
             print(result.summary)
+        if rt.alerts is not None:
+            # This process is the poller for now: alerts are evaluated and owed ones sent, as the
+            # daemon would after its poll.
+            await rt.alerts.tick()
+            active = rt.alerts.active_alerts()
+            for alert in active[:ALERTS_LISTED]:
+                print(f"Alert: {alert.sentence}", file=sys.stderr)
+            if len(active) > ALERTS_LISTED:
+                print(
+                    f"… and {len(active) - ALERTS_LISTED} more alert(s); `tf-console doctor` lists them all.",
+                    file=sys.stderr,
+                )
         failed = [r for r in results if not r.ok]
         if failed:
             names = ", ".join(r.platform.label for r in failed)
