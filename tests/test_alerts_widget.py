@@ -165,3 +165,22 @@ def test_banner_snapshot(snap_compare: Callable[..., bool], monkeypatch: pytest.
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(100, 30), run_before=settle)
+
+
+async def test_a_burst_of_new_alerts_is_one_summary_note_not_a_wall_of_toasts() -> None:
+    source = FakeSource()
+    app = BannerApp(source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        banner = app.query_one(AlertsBanner)
+        for n in range(1, 13):
+            source.raise_alert(
+                alert(
+                    f"ship_by_overdue:etsy:{n}", f"etsy:{n} is past its ship-by time", Severity.WARNING, n, n
+                )
+            )
+        banner.refresh_alerts()
+        await pilot.pause()
+        assert len(app.notes) == 1
+        title, message, severity = app.notes[0]
+        assert title == "Alerts" and message.startswith("12 new alert(s)") and severity == "warning"
+        assert banner.display is True

@@ -48,6 +48,8 @@ def banner_text(active: list[ActiveAlert], tz: tzinfo = UTC) -> str:
     return f"{glyph} {len(active)} {noun}: " + " · ".join(parts) + " — tf-console doctor lists them all"
 
 
+NOTIFY_AT_MOST = 3  # more new alert events at once than this become one summary note
+
 class AlertsBanner(Static):
     """Hidden while nothing is wrong; ``-critical`` / ``-warning`` classes colour it."""
 
@@ -93,9 +95,26 @@ class AlertsBanner(Static):
         fresh = self.source.events_after(self._seen)
         if fresh:
             self._seen = max(e.seq for e in fresh)
-        if self.notify_events:
-            for event in fresh:
-                self._notify(event)
+        if not self.notify_events or not fresh:
+            return
+        if len(fresh) > NOTIFY_AT_MOST:
+            # A burst (say, the first evaluation of a busy shop) is one calm note, not a wall of
+            # toasts: the banner lists them.
+            fired = sum(1 for e in fresh if e.event == "fired")
+            cleared = len(fresh) - fired
+            parts = [f"{fired} new alert(s)"] if fired else []
+            if cleared:
+                parts.append(f"{cleared} cleared")
+            self.app.notify(
+                " and ".join(parts) + "; the banner above the panes lists what needs attention.",
+                title="Alerts",
+                severity="warning" if fired else "information",
+                timeout=NOTIFY_SECONDS,
+                markup=False,
+            )
+            return
+        for event in fresh:
+            self._notify(event)
 
     def _notify(self, event: AlertEvent) -> None:
         severity: SeverityLevel
