@@ -9,7 +9,6 @@ there is no stale lease to clean up.  Beside it, ``lease.json`` says who holds i
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
 import socket
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from tf_console.audit import os_user
 from tf_console.clock import Clock
 from tf_console.paths import FILE_MODE, write_private
 
@@ -63,15 +63,11 @@ class Lease:
     def heartbeat(self) -> None:
         if not self.held:
             return
-        try:
-            user = getpass.getuser()
-        except Exception:  # no passwd entry (containers): the uid still identifies
-            user = str(os.getuid())
         info = LeaseInfo(
             pid=os.getpid(),
             kind=self.kind,
             host=socket.gethostname(),
-            user=user,
+            user=os_user(),
             started_at=self._started,
             heartbeat_at=self.clock.now().isoformat(),
         )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio.to_thread
 from pydantic import BaseModel, Field
 
 from tf_console.audit import AuditHook, AuditLog
@@ -181,7 +182,6 @@ class OutboxSender:
         *,
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
-        run_blocking: Callable[..., Any] | None = None,
     ) -> None:
         self.store = store
         self.items = outbox_collection(store)
@@ -190,7 +190,6 @@ class OutboxSender:
         self.policy = policy or RetryPolicy()
         self.rng = rng or random.Random()
         self.listeners: list[OutboxListener] = []
-        self._run_blocking = run_blocking
         # Kinds delivered by other features (customer messages…) register a handler here.
         self.handlers: dict[OutboxKind, OutboxHandler] = {}
         # Every shipment answer (confirmed, rejected, unknown, retry) goes to the audit trail.
@@ -199,13 +198,6 @@ class OutboxSender:
     def register(self, kind: OutboxKind, handler: OutboxHandler) -> None:
         """Deliver items of ``kind`` with ``handler(sender, item) -> item`` (it must save the item)."""
         self.handlers[kind] = handler
-
-    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._run_blocking is not None:
-            return await self._run_blocking(fn, *args)
-        import anyio.to_thread
-
-        return await anyio.to_thread.run_sync(fn, *args)
 
     # ----------------------------------------------------------------- recovery
 
@@ -225,7 +217,7 @@ class OutboxSender:
                     item.note(now, "recovered", "found in flight at start-up; reading the marketplace first")
                     recovered += 1
 
-        await self._blocking(self.items.mutate, fix)
+        await anyio.to_thread.run_sync(self.items.mutate, fix)
         return recovered
 
     # ----------------------------------------------------------------- delivery
@@ -242,7 +234,7 @@ class OutboxSender:
 
     async def deliver_due(self, platforms: set[Platform] | None = None) -> list[OutboxItem]:
         done: list[OutboxItem] = []
-        items: list[OutboxItem] = await self._blocking(self.due)
+        items: list[OutboxItem] = await anyio.to_thread.run_sync(self.due)
         for item in items:
             if platforms is not None and item.platform not in platforms:
                 continue
@@ -252,7 +244,7 @@ class OutboxSender:
         return done
 
     async def deliver(self, item_id: str) -> OutboxItem:
-        item: OutboxItem | None = await self._blocking(self.items.get, item_id)
+        item: OutboxItem | None = await anyio.to_thread.run_sync(self.items.get, item_id)
         if item is None:
             raise KeyError(item_id)
         if not item.state.is_active:
@@ -272,7 +264,7 @@ class OutboxSender:
         await self._save(item)
 
     async def _save(self, item: OutboxItem) -> None:
-        await self._blocking(self.items.put, item)
+        await anyio.to_thread.run_sync(self.items.put, item)
         for listener in list(self.listeners):
             try:
                 listener(item)
@@ -285,16 +277,20 @@ class OutboxSender:
         shipment_id = item.payload.get("shipment", {}).get("shipment_id", "")
         words = f"shipment {shipment_id}: {detail}" if shipment_id else detail
         try:
-            await self._blocking(self.audit, action, order_key(item.platform, item.order_id), outcome, words)
+            await anyio.to_thread.run_sync(
+                self.audit, action, order_key(item.platform, item.order_id), outcome, words
+            )
         except Exception as exc:  # the answer is stored; the trail missing a line must not undo it
             log.warning("could not record %s in the audit trail: %s", action, type(exc).__name__)
 
     async def _order(self, item: OutboxItem) -> Order | None:
-        order: Order | None = await self._blocking(self.store.orders.get, item.platform, item.order_id)
+        order: Order | None = await anyio.to_thread.run_sync(
+            self.store.orders.get, item.platform, item.order_id
+        )
         return order
 
     async def _update_order(self, item: OutboxItem, fn: Callable[[Order], Order]) -> None:
-        await self._blocking(self.store.orders.update, item.platform, item.order_id, fn)
+        await anyio.to_thread.run_sync(self.store.orders.update, item.platform, item.order_id, fn)
 
     async def _send_shipment(self, item: OutboxItem) -> OutboxItem:
         now = self.clock.now()

@@ -15,7 +15,8 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+
+import anyio.to_thread
 
 from tf_console.clock import Clock
 from tf_console.marketplaces.base import Marketplace, MarketplaceError, OrderPage
@@ -123,7 +124,6 @@ class Poller:
         on_changed: ChangeListener | None = None,
         process_changed: ChangeListener | None = None,
         recheck_interval: timedelta = timedelta(hours=1),
-        run_blocking: Callable[..., Any] | None = None,
     ) -> None:
         self.market = market
         self.platform = market.platform
@@ -135,14 +135,6 @@ class Poller:
         # listeners hear of the change, so a console's event loop never waits on it.
         self.process_changed = process_changed
         self.recheck_interval = recheck_interval
-        self._run_blocking = run_blocking
-
-    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._run_blocking is not None:
-            return await self._run_blocking(fn, *args)
-        import anyio.to_thread
-
-        return await anyio.to_thread.run_sync(fn, *args)
 
     @property
     def cursor_key(self) -> str:
@@ -159,7 +151,7 @@ class Poller:
     async def _store_orders(self, orders: Sequence[Order], result: PollResult) -> None:
         if self.classify is not None:
             orders = [self.classify(o) for o in orders]
-        upsert = await self._blocking(self.store.orders.upsert_many, orders, merge_remote)
+        upsert = await anyio.to_thread.run_sync(self.store.orders.upsert_many, orders, merge_remote)
         result.inserted += len(upsert.inserted)
         result.updated += len(upsert.updated)
         changed = set(upsert.inserted) | set(upsert.updated)
@@ -168,7 +160,7 @@ class Poller:
             return
         touched = [o for o in orders if o.key in changed]
         if self.process_changed is not None:
-            await self._blocking(self.process_changed, touched)
+            await anyio.to_thread.run_sync(self.process_changed, touched)
         if self.on_changed is not None:
             self.on_changed(touched)
 
@@ -177,7 +169,7 @@ class Poller:
     ) -> PollResult:
         now = self.clock.now()
         result = PollResult(self.platform, ok=True, started_at=now)
-        cursor = await self._blocking(self.cursor)
+        cursor = await anyio.to_thread.run_sync(self.cursor)
         if cursor is None:
             reach = days
             limit = self.market.max_backfill_days
@@ -224,7 +216,7 @@ class Poller:
             # Only now is the whole batch durable: move the cursor.  With nothing new, keep it.
             if high_water is None:
                 high_water = since if cursor is None else cursor
-            await self._blocking(self.store.meta.set, self.cursor_key, high_water.isoformat())
+            await anyio.to_thread.run_sync(self.store.meta.set, self.cursor_key, high_water.isoformat())
             if recheck:
                 await self._recheck_open(result)
         result.finished_at = self.clock.now()
@@ -269,11 +261,11 @@ class Poller:
         return self.clock.now() - datetime.fromisoformat(last) >= self.recheck_interval
 
     async def _recheck_open(self, result: PollResult) -> None:
-        due = await self._blocking(self._due_for_recheck)
+        due = await anyio.to_thread.run_sync(self._due_for_recheck)
         if not due:
             return
         fresh = set(result.changed_keys)
-        open_orders: list[Order] = await self._blocking(self.store.orders.open_orders)
+        open_orders: list[Order] = await anyio.to_thread.run_sync(self.store.orders.open_orders)
         ids = [o.order_id for o in open_orders if o.platform is self.platform and o.key not in fresh]
         try:
             for start in range(0, len(ids), RECHECK_BATCH):
@@ -285,4 +277,4 @@ class Poller:
             result.errors.append(f"re-check of open orders stopped: {exc.sentence}")
             return
         # Remembered across runs so back-to-back `sync --once` runs do not repeat it.
-        await self._blocking(self.store.meta.set, self.recheck_key, self.clock.now().isoformat())
+        await anyio.to_thread.run_sync(self.store.meta.set, self.recheck_key, self.clock.now().isoformat())
